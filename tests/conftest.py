@@ -1,0 +1,57 @@
+"""Shared fixtures: a tiny open_clip model saved as a real checkpoint, and small generated videos."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+torch.set_num_threads(2)
+
+ASSETS = Path(__file__).parent / "assets"
+TINY_CONFIG = ASSETS / "tiny-clip.json"
+FEW_CLASSES = [("red", "circle", "left"), ("red", "circle", "right"), ("blue", "square", "top"),
+               ("green", "triangle", "bottom")]
+
+
+@pytest.fixture(scope="session")
+def tiny_ckpt(tmp_path_factory) -> str:
+    """Random weights of the tiny architecture, saved in open_clip's checkpoint format."""
+    import open_clip
+
+    open_clip.add_model_config(TINY_CONFIG)
+    torch.manual_seed(0)
+    model = open_clip.create_model("tiny-clip", pretrained=None)
+    path = tmp_path_factory.mktemp("weights") / "tiny-clip.pt"
+    torch.save(model.state_dict(), path)
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_ckpt):
+    from zsvc_pl import ZeroShotVideoClassifier
+
+    return ZeroShotVideoClassifier(model_name=str(TINY_CONFIG), pretrained=tiny_ckpt, num_frames=4)
+
+
+@pytest.fixture(scope="session")
+def video_root(tmp_path_factory) -> Path:
+    """A folder-per-class dataset with train/val/test splits: 4 classes, 64 px, 8 frames."""
+    from zsvc_pl.demo.world import generate_dataset
+
+    root = tmp_path_factory.mktemp("videos")
+    return generate_dataset(root, {"train": 2, "val": 1, "test": 2}, classes=FEW_CLASSES, size=64, num_frames=8)
+
+
+@pytest.fixture(scope="session")
+def demo_model():
+    """The shipped demo backbone (skipped if the weights are not in the package yet)."""
+    from zsvc_pl import ZeroShotVideoClassifier
+    from zsvc_pl.backbone import DEMO_WEIGHTS
+
+    if not DEMO_WEIGHTS.is_file():
+        pytest.skip("demo weights not built")
+    return ZeroShotVideoClassifier(model_name="demo", pretrained="demo", num_frames=8)

@@ -1,0 +1,3 @@
+from zsvc_pl.cli import main
+
+main()

@@ -1,0 +1,173 @@
+"""Frozen CLIP backbone: the one place that builds an open_clip model and resolves its weights.
+
+``model_name`` is an open_clip architecture name (``ViT-B-32``), an ``hf-hub:`` id, or the path
+to an open_clip model config JSON. ``pretrained`` is an open_clip tag (``openai``), a local
+checkpoint file, ``"demo"`` for the weights shipped with this package, or ``None``/``"none"``
+for random weights (with a warning). Missing weights on an offline machine fail at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import socket
+import warnings
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+ASSETS = Path(__file__).parent / "assets"
+DEMO_MODEL_CONFIG = ASSETS / "demo-clip.json"
+DEMO_WEIGHTS = ASSETS / "demo-clip.pt"
+DOWNLOAD_TIMEOUT_S = 20.0
+
+
+class BackboneLoadError(RuntimeError):
+    """The backbone could not be built; the message says what to do."""
+
+
+@dataclass
+class Backbone:
+    """A frozen open_clip model with what the rest of the package needs to know about it."""
+
+    model: nn.Module
+    tokenizer: object
+    image_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    interpolation: str
+    identity: str
+    embed_dim: int
+    context_length: int
+    extra: dict = field(default_factory=dict)
+
+
+def is_random(pretrained: str | None) -> bool:
+    """True when ``pretrained`` asks explicitly for random weights."""
+    return pretrained is None or str(pretrained).strip().lower() in ("", "none", "null", "random")
+
+
+def _resolve_name(model_name: str) -> str:
+    """Register a config JSON path with open_clip and return the architecture name to build."""
+    import open_clip
+
+    if model_name == "demo":
+        model_name = str(DEMO_MODEL_CONFIG)
+    path = Path(model_name)
+    if path.suffix == ".json":
+        if not path.is_file():
+            raise BackboneLoadError(f"model config file not found: {model_name}")
+        open_clip.add_model_config(path)
+        return path.stem
+    if not model_name.startswith("hf-hub:") and open_clip.get_model_config(model_name) is None:
+        raise BackboneLoadError(
+            f"unknown open_clip model '{model_name}'. Use one of open_clip.list_models() "
+            f"(e.g. ViT-B-32, ViT-B-16, RN50), an 'hf-hub:org/name' id, or a path to a model config JSON."
+        )
+    return model_name
+
+
+@lru_cache(maxsize=32)
+def _file_sha256(path: str, size: int, mtime: float) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def file_digest(path: str | Path) -> str:
+    """sha256 of a file, cached on (path, size, mtime)."""
+    st = os.stat(path)
+    return _file_sha256(str(Path(path).resolve()), st.st_size, st.st_mtime)
+
+
+def _cache_locations(cache_dir: str | None) -> str:
+    hf = os.environ.get("HF_HUB_CACHE") or os.path.join(
+        os.environ.get("HF_HOME", os.path.expanduser("~/.cache/huggingface")), "hub"
+    )
+    return f"{cache_dir}" if cache_dir else f"{hf} (Hugging Face hub) and ~/.cache/clip (URL downloads)"
+
+
+def _create(name: str, pretrained: str | None, cache_dir: str | None, full_name: str) -> nn.Module:
+    import open_clip
+
+    old_timeout = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
+    try:
+        if name.startswith("hf-hub:"):
+            return open_clip.create_model(name, cache_dir=cache_dir)
+        return open_clip.create_model(name, pretrained=pretrained, cache_dir=cache_dir)
+    except BackboneLoadError:
+        raise
+    except Exception as e:
+        if pretrained and not Path(pretrained).is_file() and "not a known tag" in str(e):
+            tags = open_clip.list_pretrained_tags_by_model(name)
+            raise BackboneLoadError(
+                f"'{pretrained}' is neither a pretrained tag of {full_name} nor an existing file. "
+                f"Known tags: {tags or 'none'}. Pass a tag, a local checkpoint path, or 'none' for random weights."
+            ) from e
+        raise BackboneLoadError(
+            f"could not load weights for model '{full_name}' with pretrained='{pretrained}': {e}\n"
+            f"The weights are not in the cache ({_cache_locations(cache_dir)}) and could not be downloaded "
+            f"(offline?). Download them on a machine with internet access and pass the file: "
+            f"pretrained=/path/to/open_clip_model.safetensors (or .bin/.pt), or set cache_dir to a folder "
+            f"that holds them."
+        ) from e
+    finally:
+        socket.setdefaulttimeout(old_timeout)
+
+
+def load_clip(model_name: str = "ViT-B-32", pretrained: str | None = "openai", cache_dir: str | None = None) -> Backbone:
+    """Build a frozen open_clip model in eval mode, with its tokenizer and preprocessing facts."""
+    import open_clip
+
+    name = _resolve_name(model_name)
+    if pretrained == "demo":
+        pretrained = str(DEMO_WEIGHTS)
+    if is_random(pretrained):
+        warnings.warn(
+            f"zsvc_pl: building {name} with random weights (pretrained={pretrained!r}); "
+            "predictions are meaningless except for tests.",
+            stacklevel=2,
+        )
+        pretrained = None
+    model = _create(name, pretrained, cache_dir, model_name)
+    freeze(model)
+    if pretrained is None:
+        identity = f"{name}:random"
+    elif Path(pretrained).is_file():
+        identity = f"{name}:sha256={file_digest(pretrained)[:16]}"
+    else:
+        identity = f"{name}:{pretrained}"
+    pp = getattr(model.visual, "preprocess_cfg", {}) or {}
+    size = pp.get("size", getattr(model.visual, "image_size", 224))
+    size = size[0] if isinstance(size, (tuple, list)) else int(size)
+    tokenizer = open_clip.get_tokenizer(name if not name.startswith("hf-hub:") else name, cache_dir=cache_dir)
+    embed_dim = int(model.text_projection.shape[-1]) if hasattr(model, "text_projection") and isinstance(
+        model.text_projection, torch.Tensor
+    ) else int(model.encode_text(tokenizer(["a"])).shape[-1])
+    return Backbone(
+        model=model,
+        tokenizer=tokenizer,
+        image_size=int(size),
+        mean=tuple(pp.get("mean", open_clip.OPENAI_DATASET_MEAN)),
+        std=tuple(pp.get("std", open_clip.OPENAI_DATASET_STD)),
+        interpolation=pp.get("interpolation", "bicubic"),
+        identity=identity,
+        embed_dim=embed_dim,
+        context_length=int(getattr(tokenizer, "context_length", 77)),
+    )
+
+
+def freeze(model: nn.Module) -> nn.Module:
+    """Turn off gradients and put the model in eval mode (Lightning's .train() is undone by the module)."""
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model.eval()

@@ -1,0 +1,121 @@
+"""Callbacks the CLI always adds: a run report (timing, skipped videos, errors file) and the prediction writer."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import time
+from collections import Counter
+from pathlib import Path
+
+from lightning import Callback, LightningModule, Trainer
+from lightning.pytorch.callbacks import BasePredictionWriter
+from lightning.pytorch.utilities import rank_zero_info
+
+
+def run_dir(trainer: Trainer) -> Path:
+    """The run's log folder (the logger's, else the trainer's root dir)."""
+    return Path(trainer.log_dir or trainer.default_root_dir)
+
+
+def _rank_suffix(trainer: Trainer) -> str:
+    return f".rank{trainer.global_rank}" if trainer.world_size > 1 else ""
+
+
+class RunReport(Callback):
+    """Times each stage and reports unreadable videos: a summary line and ``errors.csv`` in the run folder."""
+
+    def __init__(self) -> None:
+        self._start: dict[str, float] = {}
+
+    def _begin(self, stage: str, pl_module: LightningModule) -> None:
+        self._start[stage] = time.perf_counter()
+        pl_module.decode_errors = []
+
+    def _end(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        seconds = time.perf_counter() - self._start.pop(stage, time.perf_counter())
+        errors = sorted(set(pl_module.decode_errors))
+        msg = f"zsvc_pl {stage}: {seconds:.1f} s"
+        if errors:
+            folder = run_dir(trainer)
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / f"errors{_rank_suffix(trainer)}.csv"
+            with open(path, "w", newline="") as f:
+                writer = csv.writer(f)
+                writer.writerow(["path", "reason"])
+                writer.writerows(errors)
+            reasons = Counter(r.split(" (")[0].split(":")[0] for _, r in errors)
+            msg += f"; {len(errors)} video(s) skipped ({dict(reasons)}); details in {path}"
+        else:
+            msg += "; no video skipped"
+        rank_zero_info(msg)
+        trainer.callback_metrics[f"{stage}/seconds"] = __import__("torch").tensor(seconds)
+
+    def on_test_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._begin("test", pl_module)
+
+    def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._end(trainer, pl_module, "test")
+
+    def on_validation_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if not trainer.sanity_checking and trainer.state.fn == "validate":
+            self._begin("validate", pl_module)
+
+    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if "validate" in self._start:
+            self._end(trainer, pl_module, "validate")
+
+    def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._begin("fit", pl_module)
+
+    def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._end(trainer, pl_module, "fit")
+
+    def on_predict_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._begin("predict", pl_module)
+
+    def on_predict_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._end(trainer, pl_module, "predict")
+
+
+class PredictionWriter(BasePredictionWriter):
+    """Writes one row per video (path, top-k labels, scores) to CSV or JSON Lines, atomically.
+
+    Args:
+        output: file to write; ``.csv`` or ``.jsonl``/``.json``. Default: ``predictions.csv`` in the run folder.
+    """
+
+    def __init__(self, output: str | None = None) -> None:
+        super().__init__(write_interval="batch")
+        self.output = output
+        self._tmp: Path | None = None
+        self._target: Path | None = None
+
+    def on_predict_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        target = Path(self.output) if self.output else run_dir(trainer) / "predictions.csv"
+        target = target.with_name(target.stem + _rank_suffix(trainer) + target.suffix)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        self._target = target
+        self._tmp = target.with_name(f".{target.name}.partial")
+        self._tmp.write_text("")
+
+    def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx):
+        if not prediction:
+            return
+        with open(self._tmp, "a", newline="") as f:
+            if self._target.suffix == ".csv":
+                writer = csv.writer(f)
+                if f.tell() == 0:
+                    writer.writerow(["path", "labels", "scores"])
+                for row in prediction:
+                    writer.writerow([row["path"], "|".join(row["labels"]),
+                                     "|".join(f"{s:.6f}" for s in row["scores"])])
+            else:
+                for row in prediction:
+                    f.write(json.dumps(row) + "\n")
+
+    def on_predict_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if self._tmp is not None and self._tmp.exists():
+            os.replace(self._tmp, self._target)
+            rank_zero_info(f"zsvc_pl predict: predictions written to {self._target}")

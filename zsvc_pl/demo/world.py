@@ -1,0 +1,171 @@
+"""The demo world: short videos of coloured shapes moving across noisy backgrounds.
+
+Colour and shape are visible in any single frame; the direction of motion is not (the frames of
+"moving to the left" are those of "moving to the right" in reverse order), so mean pooling over frames
+cannot tell directions apart and a temporal model can. Everything is deterministic under a seed.
+"""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import numpy as np
+
+COLOURS: dict[str, tuple[int, int, int]] = {
+    "red": (225, 35, 35),
+    "green": (30, 185, 50),
+    "blue": (40, 70, 235),
+    "yellow": (240, 225, 30),
+    "purple": (155, 50, 210),
+    "orange": (250, 135, 20),
+}
+SHAPES = ("circle", "square", "triangle", "cross")
+DIRECTIONS = ("left", "right", "top", "bottom")
+# Where an object sits in one frame, in the words that also name the direction of motion.
+POSITION_PHRASES = {"left": "on the left", "right": "on the right", "top": "at the top", "bottom": "at the bottom"}
+
+
+def static_label(colour: str, shape: str) -> str:
+    """Label of an object: ``a red circle``."""
+    return f"a {colour} {shape}"
+
+
+def motion_label(colour: str, shape: str, direction: str) -> str:
+    """Label of a video class: ``a red circle moving to the left``."""
+    return f"a {colour} {shape} moving to the {direction}"
+
+
+def all_classes(colours=tuple(COLOURS), shapes=SHAPES, directions=DIRECTIONS) -> list[tuple[str, str, str]]:
+    """Every (colour, shape, direction) combination, in a fixed order."""
+    return list(itertools.product(colours, shapes, directions))
+
+
+def background(rng: np.random.Generator, size: int) -> np.ndarray:
+    """A random low-saturation textured background, float ``[H, W, 3]`` in 0..255."""
+    base = rng.uniform(40, 190)
+    tint = rng.normal(0, 12, 3)
+    coarse = rng.normal(0, rng.uniform(8, 30), (4, 4, 1))
+    coarse = np.kron(coarse, np.ones((size // 4 + 1, size // 4 + 1, 1)))[:size, :size]
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    angle = rng.uniform(0, 2 * np.pi)
+    gradient = rng.uniform(-30, 30) * (np.cos(angle) * xx + np.sin(angle) * yy)
+    texture = rng.normal(0, rng.uniform(2, 8), (size, size, 1))
+    return np.clip(base + tint + coarse + gradient[..., None] + texture, 0, 255)
+
+
+def shape_mask(shape: str, size: int, cx: float, cy: float, r: float) -> np.ndarray:
+    """Boolean mask of a shape centred at pixel ``(cx, cy)`` with radius ``r`` pixels."""
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) + 0.5
+    dx, dy = xx - cx, yy - cy
+    if shape == "circle":
+        return dx**2 + dy**2 <= r**2
+    if shape == "square":
+        return (np.abs(dx) <= r * 0.85) & (np.abs(dy) <= r * 0.85)
+    if shape == "triangle":
+        return (dy <= r * 0.8) & (dy >= -r) & (np.abs(dx) <= (dy + r) * 0.6)
+    if shape == "cross":
+        arm = r * 0.33
+        return ((np.abs(dx) <= r) & (np.abs(dy) <= arm)) | ((np.abs(dy) <= r) & (np.abs(dx) <= arm))
+    raise ValueError(f"unknown shape {shape!r}")
+
+
+def draw(bg: np.ndarray, shape: str, colour: str, cx: float, cy: float, r: float,
+         rng: np.random.Generator, noise: float) -> np.ndarray:
+    """One uint8 frame: the shape (with a slightly jittered colour) over the background, plus noise."""
+    size = bg.shape[0]
+    img = bg.copy()
+    rgb = np.clip(np.array(COLOURS[colour]) + rng.normal(0, 10, 3), 0, 255)
+    img[shape_mask(shape, size, cx, cy, r)] = rgb
+    img += rng.normal(0, noise, img.shape)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def position_centre(position: str, rng: np.random.Generator, size: int) -> tuple[float, float]:
+    """A random object centre inside the region that ``position`` names."""
+    near, far = rng.uniform(0.14, 0.34), rng.uniform(0.3, 0.7)
+    x, y = {"left": (near, far), "right": (1 - near, far), "top": (far, near), "bottom": (far, 1 - near)}[position]
+    return x * size, y * size
+
+
+def sample_frame(rng: np.random.Generator, size: int = 64) -> tuple[np.ndarray, str, str, str]:
+    """One still frame for pretraining: (image, colour, shape, position)."""
+    colour = str(rng.choice(list(COLOURS)))
+    shape = str(rng.choice(SHAPES))
+    position = str(rng.choice(DIRECTIONS))
+    return render_still(colour, shape, position, rng, size), colour, shape, position
+
+
+def render_still(colour: str, shape: str, position: str, rng: np.random.Generator, size: int = 64) -> np.ndarray:
+    """A single uint8 frame of ``colour shape`` at ``position``, with random size and background."""
+    cx, cy = position_centre(position, rng, size)
+    r = rng.uniform(0.09, 0.16) * size
+    return draw(background(rng, size), shape, colour, cx, cy, r, rng, rng.uniform(2, 10))
+
+
+def render_video(colour: str, shape: str, direction: str, rng: np.random.Generator, size: int = 96,
+                 num_frames: int = 16) -> np.ndarray:
+    """uint8 ``[T, H, W, 3]``: the shape crossing the frame toward ``direction`` at a random speed."""
+    start = rng.uniform(0.62, 0.86)
+    end = rng.uniform(0.14, 0.38)
+    across = rng.uniform(0.3, 0.7)
+    r = rng.uniform(0.09, 0.16) * size
+    bg = background(rng, size)
+    noise = rng.uniform(2, 10)
+    frames = []
+    for t in np.linspace(0.0, 1.0, num_frames):
+        along = start + (end - start) * t  # from the far side toward the named side
+        x, y = {"left": (along, across), "right": (1 - along, across),
+                "top": (across, along), "bottom": (across, 1 - along)}[direction]
+        frames.append(draw(bg, shape, colour, x * size, y * size, r, rng, noise))
+    return np.stack(frames)
+
+
+def write_video(path: str | Path, frames: np.ndarray, fps: int = 8) -> None:
+    """Write uint8 ``[T, H, W, 3]`` frames as an H.264 MP4 with PyAV."""
+    import av
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height = frames.shape[2], frames.shape[1]
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"crf": "18", "preset": "veryfast"}
+        for frame in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+def generate_dataset(root: str | Path, videos_per_class: dict[str, int] | None = None,
+                     classes: list[tuple[str, str, str]] | None = None, seed: int = 0, size: int = 96,
+                     num_frames: int = 16, fps: int = 8, layout: str = "folder") -> Path:
+    """Write a demo dataset under ``root`` and return it.
+
+    ``layout="folder"`` writes ``root/<split>/<class label>/<n>.mp4`` (what ``VideoDataModule`` reads with
+    ``format: folder``); ``layout="list"`` writes ``root/videos/...`` plus ``{split}.txt`` annotation lists
+    and ``labels.csv``. ``videos_per_class`` maps split name to count (default: train 8, val 2, test 4).
+    """
+    root = Path(root)
+    videos_per_class = videos_per_class or {"train": 8, "val": 2, "test": 4}
+    classes = classes or all_classes()
+    labels = [motion_label(*c) for c in classes]
+    for s_idx, (split, count) in enumerate(videos_per_class.items()):
+        lines = []
+        for c_idx, (colour, shape, direction) in enumerate(classes):
+            for n in range(count):
+                rng = np.random.default_rng([seed, s_idx, c_idx, n])
+                frames = render_video(colour, shape, direction, rng, size, num_frames)
+                if layout == "folder":
+                    rel = Path(split) / labels[c_idx] / f"{n:03d}.mp4"
+                else:
+                    rel = Path("videos") / split / f"{c_idx:03d}_{n:03d}.mp4"
+                    lines.append(f"{rel} {c_idx}")
+                write_video(root / rel, frames, fps)
+        if layout == "list":
+            (root / f"{split}.txt").write_text("\n".join(lines) + "\n")
+    if layout == "list":
+        (root / "labels.csv").write_text("id,name\n" + "".join(f"{i},{n}\n" for i, n in enumerate(labels)))
+    return root

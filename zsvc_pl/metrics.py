@@ -1,0 +1,49 @@
+"""Evaluation metrics: micro top-1/top-5 (as papers report), mean class accuracy, base/novel/HM."""
+
+from __future__ import annotations
+
+import torch
+from torchmetrics import Metric, MetricCollection
+from torchmetrics.classification import MulticlassAccuracy
+
+
+def classification_metrics(num_classes: int, prefix: str) -> MetricCollection:
+    """top1 and top5 are micro averages (fraction of videos right); mean_class is the macro average."""
+    metrics = {
+        "top1": MulticlassAccuracy(num_classes, top_k=1, average="micro"),
+        "top5": MulticlassAccuracy(num_classes, top_k=min(5, num_classes), average="micro"),
+        "mean_class": MulticlassAccuracy(num_classes, top_k=1, average="macro"),
+    }
+    return MetricCollection(metrics, prefix=prefix)
+
+
+class BaseNovelAccuracy(Metric):
+    """Base-to-novel accuracy (ViFi-CLIP protocol): a base video is classified among the base classes only,
+    a novel video among the novel classes only; HM is the harmonic mean of the two top-1 accuracies."""
+
+    full_state_update = False
+
+    def __init__(self, num_classes: int, base_classes: list[int]) -> None:
+        super().__init__()
+        is_base = torch.zeros(num_classes, dtype=torch.bool)
+        is_base[torch.tensor(base_classes, dtype=torch.long)] = True
+        self.register_buffer("is_base", is_base, persistent=False)
+        for name in ("base_correct", "base_total", "novel_correct", "novel_total"):
+            self.add_state(name, default=torch.tensor(0), dist_reduce_fx="sum")
+
+    def update(self, logits: torch.Tensor, target: torch.Tensor) -> None:
+        is_base = self.is_base.to(logits.device)
+        for base, prefix in ((True, "base"), (False, "novel")):
+            cols = is_base if base else ~is_base
+            rows = is_base[target] if base else ~is_base[target]
+            if rows.any() and cols.any():
+                masked = logits[rows].masked_fill(~cols, float("-inf"))
+                correct = (masked.argmax(-1) == target[rows]).sum()
+                setattr(self, f"{prefix}_correct", getattr(self, f"{prefix}_correct") + correct)
+                setattr(self, f"{prefix}_total", getattr(self, f"{prefix}_total") + rows.sum())
+
+    def compute(self) -> dict[str, torch.Tensor]:
+        base = self.base_correct.float() / self.base_total.clamp(min=1)
+        novel = self.novel_correct.float() / self.novel_total.clamp(min=1)
+        hm = 2 * base * novel / (base + novel).clamp(min=1e-12)
+        return {"base_top1": base, "novel_top1": novel, "hm": hm}

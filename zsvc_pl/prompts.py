@@ -1,0 +1,109 @@
+"""Label text: class names to words, prompt templates, per-class descriptions. Pure Python."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from pathlib import Path
+
+# Template sets. "video" is the CLIP paper's single video prompt; "action" is a short ensemble
+# from the CLIP paper's UCF101/Kinetics prompts; "clip_ucf101" is that paper's full UCF101 set.
+_ACTION_FORMS = ("a photo of a person {}.", "a video of a person {}.", "a example of a person {}.",
+                 "a demonstration of a person {}.")
+TEMPLATE_SETS: dict[str, list[str]] = {
+    "none": ["{}"],
+    "video": ["a video of {}."],
+    "photo": ["a photo of {}."],
+    "action": ["a video of a person {}.", "a photo of a person {}.", "a video of a person doing {}.",
+               "a demonstration of a person {}.", "a video of {}.", "an example of {}."],
+    "clip_ucf101": [t.replace("a person", f"{who}{verb}").replace("  ", " ")
+                    for t in _ACTION_FORMS
+                    for who in ("a person", "the person")
+                    for verb in ("", " using", " doing", " during", " performing", " practicing")],
+}
+
+_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
+
+
+def humanize_label(name: str) -> str:
+    """Turn a dataset class name into words: ``ApplyEyeMakeup`` -> ``apply eye makeup``.
+
+    Names that already contain spaces are kept as written (only trimmed).
+    """
+    name = name.strip()
+    if " " in name:
+        return name
+    words = re.split(r"[_\-]+", name)
+    words = [w for part in words for w in _CAMEL.split(part) if w]
+    return " ".join(w if w.isupper() and len(w) > 1 else w.lower() for w in words)
+
+
+def validate_labels(labels: list[str]) -> list[str]:
+    """Reject label lists that cannot be classified against; return them trimmed."""
+    if labels is None or len(labels) == 0:
+        raise ValueError("the label list is empty: give at least one label to classify against")
+    cleaned = [str(label).strip() for label in labels]
+    if any(not label for label in cleaned):
+        raise ValueError("the label list contains an empty label")
+    dupes = [label for label, n in Counter(cleaned).items() if n > 1]
+    if dupes:
+        raise ValueError(f"duplicate labels would make scores ambiguous: {dupes}")
+    return cleaned
+
+
+def load_templates(spec: str | list[str]) -> list[str]:
+    """Templates from a built-in set name, a text file (one template per line), or a list.
+
+    Each template holds ``{}`` where the class text goes.
+    """
+    if isinstance(spec, str):
+        if spec in TEMPLATE_SETS:
+            templates = TEMPLATE_SETS[spec]
+        elif Path(spec).is_file():
+            templates = [line.strip() for line in Path(spec).read_text().splitlines()
+                         if line.strip() and not line.startswith("#")]
+        elif "{}" in spec:
+            templates = [spec]
+        else:
+            raise ValueError(
+                f"templates '{spec}' is neither a built-in set {sorted(TEMPLATE_SETS)}, a file, nor a template with '{{}}'"
+            )
+    else:
+        templates = list(spec)
+    bad = [t for t in templates if "{}" not in t]
+    if not templates or bad:
+        raise ValueError(f"every template needs a '{{}}' placeholder; got {bad or 'no templates'}")
+    return templates
+
+
+def load_descriptions(path: str | Path) -> dict[str, list[str]]:
+    """Per-class descriptions or synonyms from a YAML/JSON mapping ``class: [text, ...]``."""
+    import yaml
+
+    data = yaml.safe_load(Path(path).read_text())
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping from class name to a description or list of descriptions")
+    return {str(k): [v] if isinstance(v, str) else [str(x) for x in v] for k, v in data.items()}
+
+
+def class_texts(
+    class_names: list[str], descriptions: dict[str, list[str]] | None = None, mode: str = "add"
+) -> list[list[str]]:
+    """The texts that stand for each class: its humanized name, plus (``add``) or instead of
+    (``replace``) its descriptions."""
+    if mode not in ("add", "replace"):
+        raise ValueError(f"descriptions mode must be 'add' or 'replace', got '{mode}'")
+    descriptions = descriptions or {}
+    out = []
+    for name in class_names:
+        extra = descriptions.get(name, [])
+        base = [humanize_label(name)]
+        out.append(extra if (mode == "replace" and extra) else base + extra)
+    return out
+
+
+def class_prompts(class_names: list[str], templates: list[str],
+                  descriptions: dict[str, list[str]] | None = None, mode: str = "add") -> list[list[str]]:
+    """Every prompt string of every class: texts x templates."""
+    return [[t.format(text) for text in texts for t in templates]
+            for texts in class_texts(class_names, descriptions, mode)]

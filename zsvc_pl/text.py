@@ -1,0 +1,147 @@
+"""Text features from the frozen CLIP text tower: fixed prompt ensembles and CoOp prompt vectors."""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from zsvc_pl.prompts import humanize_label
+
+
+@torch.no_grad()
+def encode_prompts(model: nn.Module, tokenizer, prompts: list[list[str]], batch_size: int = 256) -> torch.Tensor:
+    """Normalised class features ``[C, D]``: mean of normalised prompt features per class, renormalised.
+
+    This is the CLIP paper's prompt ensemble; ``prompts[c]`` lists every prompt string of class ``c``.
+    """
+    device = next(model.parameters()).device
+    flat = [p for group in prompts for p in group]
+    _warn_truncation(tokenizer, flat)
+    feats = []
+    for i in range(0, len(flat), batch_size):
+        tokens = tokenizer(flat[i : i + batch_size]).to(device)
+        feats.append(F.normalize(model.encode_text(tokens).float(), dim=-1))
+    feats = torch.cat(feats)
+    out, start = [], 0
+    for group in prompts:
+        out.append(feats[start : start + len(group)].mean(0))
+        start += len(group)
+    return F.normalize(torch.stack(out), dim=-1)
+
+
+def _warn_truncation(tokenizer, texts: list[str]) -> None:
+    ctx = getattr(tokenizer, "context_length", None)
+    encode = getattr(tokenizer, "encode", None)
+    if ctx is None or encode is None:
+        return
+    long = [t for t in texts if len(encode(t)) + 2 > ctx]
+    if long:
+        warnings.warn(
+            f"{len(long)} prompt(s) exceed the text encoder's context of {ctx} tokens and are truncated, "
+            f"e.g. {long[0][:80]!r}",
+            stacklevel=3,
+        )
+
+
+class PromptLearner(nn.Module):
+    """CoOp context vectors fed through the frozen text tower (standard open_clip ``CLIP`` models).
+
+    The prompt of a class is ``[SOT] ctx_1..ctx_k <class words> [.] [EOT]`` (``class_position="end"``),
+    with the class words in the middle or at the front as options. With ``ctx_init`` (e.g. "a video of")
+    the vectors start as that phrase's token embeddings, so before training the learned prompt equals the
+    hand-made prompt "a video of <class>." exactly.
+
+    Args:
+        model: the frozen open_clip CLIP model (its text tower is used, never trained).
+        tokenizer: its tokenizer.
+        n_ctx: number of context vectors (taken from ``ctx_init`` when that is given).
+        ctx_init: phrase to initialise from, or ``None`` for random init (std 0.02).
+        class_names: the classes for class-specific context (ignored when ``class_specific`` is False).
+        class_specific: one set of context vectors per class instead of one shared set.
+        class_position: ``end``, ``middle`` or ``front``.
+    """
+
+    def __init__(self, model: nn.Module, tokenizer, n_ctx: int = 4, ctx_init: str | None = None,
+                 class_names: list[str] | None = None, class_specific: bool = False,
+                 class_position: str = "end") -> None:
+        super().__init__()
+        if not hasattr(model, "token_embedding"):
+            raise ValueError("prompt learning needs an open_clip CLIP model with its own text tower "
+                             "(token_embedding); this architecture has a custom text tower")
+        if class_position not in ("end", "middle", "front"):
+            raise ValueError(f"class_position must be end, middle or front, got {class_position!r}")
+        self._model = [model]  # a list keeps the frozen model out of this module's parameters
+        self.tokenizer = tokenizer
+        self.class_position = class_position
+        width = model.token_embedding.weight.shape[1]
+        init = None
+        if ctx_init:
+            ids = tokenizer.encode(ctx_init)
+            n_ctx = len(ids)
+            with torch.no_grad():
+                init = model.token_embedding.weight[torch.tensor(ids)].clone().float()
+        self.n_ctx = n_ctx
+        self.class_names = list(class_names or [])
+        n_sets = len(self.class_names) if class_specific else 1
+        if class_specific and n_sets == 0:
+            raise ValueError("class-specific context needs class_names")
+        ctx = init.expand(n_sets, -1, -1).clone() if init is not None else torch.randn(n_sets, n_ctx, width) * 0.02
+        self.ctx = nn.Parameter(ctx)
+        self.class_specific = class_specific
+        self._ids_cache: dict[tuple[str, ...], tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def _token_layout(self, labels: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token ids with placeholders (0) at context slots, and the boolean context mask."""
+        key = tuple(labels)
+        if key not in self._ids_cache:
+            tok = self.tokenizer
+            ctx_len = tok.context_length
+            ids = torch.zeros(len(labels), ctx_len, dtype=torch.long)
+            mask = torch.zeros(len(labels), ctx_len, dtype=torch.bool)
+            before = {"end": self.n_ctx, "middle": self.n_ctx // 2, "front": 0}[self.class_position]
+            for i, label in enumerate(labels):
+                words = tok.encode(humanize_label(label) + ".")
+                room = ctx_len - 2 - self.n_ctx
+                if len(words) > room:
+                    warnings.warn(f"label {label!r} is truncated to fit the text context", stacklevel=3)
+                    words = words[:room]
+                seq = [tok.sot_token_id] + [-1] * before + words + [-1] * (self.n_ctx - before) + [tok.eot_token_id]
+                row = torch.tensor(seq)
+                mask[i, : len(seq)] = row == -1
+                ids[i, : len(seq)] = row.clamp(min=0)
+            self._ids_cache[key] = (ids, mask)
+        return self._ids_cache[key]
+
+    def forward(self, labels: list[str]) -> torch.Tensor:
+        """Normalised text features ``[C, D]`` for ``labels`` through the learned prompt."""
+        model = self._model[0]
+        device = self.ctx.device
+        ids, mask = (t.to(device) for t in self._token_layout(labels))
+        emb = model.token_embedding(ids).float()
+        if self.class_specific:
+            try:
+                rows = [self.class_names.index(label) for label in labels]
+            except ValueError as e:
+                raise ValueError(f"class-specific context has no vectors for a label: {e}") from None
+            ctx = self.ctx[rows]
+        else:
+            ctx = self.ctx.expand(len(labels), -1, -1)
+        emb = emb.masked_scatter(mask.unsqueeze(-1), ctx.to(emb.dtype))
+        return F.normalize(encode_embeddings(model, emb, ids), dim=-1)
+
+
+def encode_embeddings(model: nn.Module, emb: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """open_clip ``CLIP.encode_text`` from token embeddings instead of token ids."""
+    from open_clip.transformer import text_global_pool
+
+    cast = model.transformer.get_cast_dtype()
+    x = emb.to(cast) + model.positional_embedding.to(cast)
+    x = model.transformer(x, attn_mask=model.attn_mask)
+    x = model.ln_final(x)
+    x = text_global_pool(x, ids, model.text_pool_type, eos_token_id=getattr(model, "text_eos_id", None))
+    if model.text_projection is not None:
+        x = model.text_projection(x) if isinstance(model.text_projection, nn.Linear) else x @ model.text_projection
+    return x.float()
