@@ -1,0 +1,142 @@
+"""Decoding: right frames at the right size, and every kind of bad input gives a named error."""
+
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from zsvc_pl.data.datasets import VideoClassificationDataset, VideoRecord, collate_videos
+from zsvc_pl.data.decoding import VideoDecodeError, open_video, read_frames, scaled_size
+from zsvc_pl.data.sampling import FrameSampler
+from zsvc_pl.demo.world import write_video
+
+
+def ramp_frames(n: int, h: int = 48, w: int = 64) -> np.ndarray:
+    """Frame i is a flat grey of level 10 * i, so decoded indices can be read back from pixel values."""
+    return np.stack([np.full((h, w, 3), 10 * i, dtype=np.uint8) for i in range(n)])
+
+
+def write_with(path: Path, frames: np.ndarray, codec: str, pix_fmt: str, fps: int = 10) -> Path:
+    with av.open(str(path), "w") as c:
+        s = c.add_stream(codec, rate=fps)
+        s.width, s.height, s.pix_fmt = frames.shape[2], frames.shape[1], pix_fmt
+        for f in frames:
+            fmt = "gray" if pix_fmt == "gray" else "rgb24"
+            data = f[..., 0] if fmt == "gray" else f
+            for p in s.encode(av.VideoFrame.from_ndarray(data, format=fmt)):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    return path
+
+
+@pytest.fixture(scope="module")
+def ramp_video(tmp_path_factory) -> str:
+    path = tmp_path_factory.mktemp("dec") / "ramp.mp4"
+    write_video(path, ramp_frames(20), fps=10)
+    return str(path)
+
+
+@pytest.mark.parametrize("backend", ["decord", "pyav"])
+def test_decodes_the_requested_frames(ramp_video, backend):
+    video = open_video(ramp_video, backend=backend)
+    assert video.num_frames == 20
+    frames = read_frames(video, [0, 5, 19], ramp_video)
+    assert frames.shape == (3, 48, 64, 3)
+    assert np.allclose(frames.mean(axis=(1, 2, 3)), [0, 50, 190], atol=3)
+
+
+@pytest.mark.parametrize("backend", ["decord", "pyav"])
+def test_decodes_at_reduced_size(ramp_video, backend):
+    frames = read_frames(open_video(ramp_video, short_side=24, backend=backend), [1], ramp_video)
+    assert frames.shape == (1, 24, 32, 3)
+
+
+def test_scaled_size_never_upscales_and_keeps_even_sides():
+    assert scaled_size(1280, 720, 224) == (398, 224)
+    assert scaled_size(320, 240, 480) == (320, 240)
+    assert scaled_size(1080, 1350, 224) == (224, 280)
+
+
+@pytest.fixture(scope="module")
+def bad_inputs(tmp_path_factory, ramp_video) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("bad")
+    files = {}
+    files["empty"] = d / "empty.mp4"
+    files["empty"].write_bytes(b"")
+    files["random_bytes"] = d / "noise.mp4"
+    files["random_bytes"].write_bytes(np.random.default_rng(0).integers(0, 256, 20000, dtype=np.uint8).tobytes())
+    data = Path(ramp_video).read_bytes()
+    files["truncated"] = d / "truncated.mp4"
+    files["truncated"].write_bytes(data[: len(data) // 3])
+    files["audio_only"] = d / "audio.mp4"
+    with av.open(str(files["audio_only"]), "w") as c:
+        s = c.add_stream("aac", rate=16000)
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), dtype=np.float32), format="fltp", layout="mono")
+        frame.sample_rate = 16000
+        for p in s.encode(frame):
+            c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    files["zero_frames"] = d / "zero.mkv"  # a video stream with no packets beside an audio stream
+    with av.open(str(files["zero_frames"]), "w") as c:
+        v = c.add_stream("libx264", rate=10)
+        v.width, v.height, v.pix_fmt = 32, 32, "yuv420p"
+        s = c.add_stream("aac", rate=16000)
+        for p in [*s.encode(frame), *s.encode()]:
+            c.mux(p)
+    return files
+
+
+@pytest.mark.parametrize("kind,reason", [
+    ("empty", "empty file"), ("random_bytes", "not a readable video"), ("audio_only", "no video stream"),
+    ("zero_frames", "no frames"), ("missing", "file not found"),
+])
+def test_bad_inputs_raise_named_errors(bad_inputs, kind, reason, tmp_path):
+    path = bad_inputs.get(kind, tmp_path / "missing.mp4")
+    with pytest.raises(VideoDecodeError, match=reason) as err:
+        read_frames(open_video(path), [0, 1], str(path))
+    assert err.value.path == str(path)
+
+
+def test_truncated_file_gives_frames_or_named_error(bad_inputs):
+    path = bad_inputs["truncated"]
+    try:
+        video = open_video(path)
+        frames = read_frames(video, list(range(video.num_frames)), str(path))
+        assert frames.shape[1:] == (48, 64, 3)
+    except VideoDecodeError as e:
+        assert e.path == str(path)
+
+
+@pytest.mark.parametrize("name,codec,pix_fmt,size", [
+    ("odd.mkv", "libx264", "yuv444p", (17, 33)), ("gray.mkv", "ffv1", "gray", (32, 48)),
+    ("tiny.avi", "mpeg4", "yuv420p", (2, 2)), ("anim.gif", "gif", "rgb8", (24, 32)),
+])
+def test_unusual_videos_decode(tmp_path, name, codec, pix_fmt, size):
+    path = write_with(tmp_path / name, ramp_frames(6, *size), codec, pix_fmt)
+    ds = VideoClassificationDataset([VideoRecord(str(path))], FrameSampler(4), frame_size=16)
+    sample = ds[0]
+    assert "error" not in sample, sample.get("error")
+    assert sample["video"].shape == (1, 4, 3, 16, 16)
+
+
+def test_short_video_repeats_frames(tmp_path):
+    path = tmp_path / "two.mp4"
+    write_video(path, ramp_frames(2, 32, 32))
+    sample = VideoClassificationDataset([VideoRecord(str(path))], FrameSampler(4), frame_size=32)[0]
+    means = sample["video"][0].float().mean(dim=(1, 2, 3))
+    assert np.allclose(means.numpy(), [0, 0, 10, 10], atol=3)
+
+
+def test_dataset_skips_and_collate_reports(bad_inputs, ramp_video):
+    records = [VideoRecord(ramp_video, 0), VideoRecord(str(bad_inputs["empty"]), 1)]
+    ds = VideoClassificationDataset(records, FrameSampler(4), frame_size=32)
+    batch = collate_videos([ds[0], ds[1]])
+    assert batch["video"].shape == (1, 1, 4, 3, 32, 32)
+    assert batch["label"].tolist() == [0]
+    assert batch["errors"] == [(str(bad_inputs["empty"]), "empty file (0 bytes)")]
+    strict = VideoClassificationDataset(records, FrameSampler(4), frame_size=32, on_error="raise")
+    with pytest.raises(VideoDecodeError, match="empty file"):
+        strict[1]
