@@ -13,6 +13,7 @@ import logging
 import os
 import socket
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -95,12 +96,40 @@ def _cache_locations(cache_dir: str | None) -> str:
     return f"{cache_dir}" if cache_dir else f"{hf} (Hugging Face hub) and ~/.cache/clip (URL downloads)"
 
 
+def _reachable(host: str = "huggingface.co", port: int = 443, timeout: float = 3.0) -> bool:
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+@contextmanager
+def _download_guard(needs_download: bool):
+    """Bound download time; when the hub is unreachable, let huggingface_hub look only in its cache
+    (otherwise it retries for about half a minute before failing)."""
+    from huggingface_hub import constants
+
+    old_offline, old_timeout = constants.HF_HUB_OFFLINE, socket.getdefaulttimeout()
+    if needs_download and not old_offline and not _reachable():
+        constants.HF_HUB_OFFLINE = True
+    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = old_offline
+        socket.setdefaulttimeout(old_timeout)
+
+
 def _create(name: str, pretrained: str | None, cache_dir: str | None, full_name: str) -> nn.Module:
     import open_clip
 
-    old_timeout = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
+    needs_download = name.startswith("hf-hub:") or (pretrained is not None and not Path(pretrained).is_file())
     try:
+        with _download_guard(needs_download):
+            if name.startswith("hf-hub:"):
+                return open_clip.create_model(name, cache_dir=cache_dir)
+            return open_clip.create_model(name, pretrained=pretrained, cache_dir=cache_dir)
         if name.startswith("hf-hub:"):
             return open_clip.create_model(name, cache_dir=cache_dir)
         return open_clip.create_model(name, pretrained=pretrained, cache_dir=cache_dir)
@@ -120,8 +149,6 @@ def _create(name: str, pretrained: str | None, cache_dir: str | None, full_name:
             f"pretrained=/path/to/open_clip_model.safetensors (or .bin/.pt), or set cache_dir to a folder "
             f"that holds them."
         ) from e
-    finally:
-        socket.setdefaulttimeout(old_timeout)
 
 
 def load_clip(model_name: str = "ViT-B-32", pretrained: str | None = "openai", cache_dir: str | None = None) -> Backbone:

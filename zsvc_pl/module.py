@@ -7,6 +7,8 @@ with cached label features x logit scale -> softmax, averaged over views.
 from __future__ import annotations
 
 import logging
+import math
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -25,6 +27,9 @@ from zsvc_pl.temporal import TemporalTransformer, build_temporal
 from zsvc_pl.text import PromptLearner, encode_prompts
 
 log = logging.getLogger(__name__)
+# By design: checkpoints hold no backbone weights, and the frozen backbone stays in eval mode.
+warnings.filterwarnings("ignore", message=r"Found keys that are in the model state dict but not in the checkpoint: \['backbone")
+warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
 
 
 class BackboneMismatchError(RuntimeError):
@@ -296,9 +301,13 @@ class ZeroShotVideoClassifier(LightningModule):
             no_decay.append(decay.pop(next(i for i, p in enumerate(decay) if p is self.temporal.pos)))
         opt = torch.optim.AdamW([{"params": decay, "weight_decay": self.hparams.weight_decay},
                                  {"params": no_decay, "weight_decay": 0.0}], lr=self.hparams.lr)
-        steps = max(1, int(self.trainer.estimated_stepping_batches))
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=self.hparams.lr, total_steps=steps,
-                                                    pct_start=0.1, anneal_strategy="cos")
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        warmup = max(1, total // 10)
+
+        def warmup_cosine(step: int) -> float:
+            return min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(step / total, 1.0)))
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     # --- Python API ---------------------------------------------------------------------------------

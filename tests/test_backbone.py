@@ -1,0 +1,41 @@
+import time
+
+import pytest
+import torch
+
+from zsvc_pl.backbone import BackboneLoadError, load_clip
+from tests.conftest import TINY_CONFIG
+
+
+def test_loads_config_json_and_local_checkpoint(tiny_ckpt):
+    bb = load_clip(str(TINY_CONFIG), tiny_ckpt)
+    assert bb.image_size == 32 and bb.embed_dim == 32 and bb.context_length == 24
+    assert bb.identity.startswith("tiny-clip:sha256=")
+    assert not bb.model.training
+    assert not any(p.requires_grad for p in bb.model.parameters())
+    saved = torch.load(tiny_ckpt, weights_only=True)
+    assert torch.equal(bb.model.state_dict()["text_projection"], saved["text_projection"])
+
+
+def test_random_weights_only_when_asked_and_with_a_warning():
+    with pytest.warns(UserWarning, match="random weights"):
+        bb = load_clip(str(TINY_CONFIG), "none")
+    assert bb.identity == "tiny-clip:random"
+
+
+def test_missing_weights_fail_fast_with_instructions(tmp_path):
+    start = time.perf_counter()
+    with pytest.raises(BackboneLoadError) as err:
+        load_clip("ViT-B-32", "openai", cache_dir=str(tmp_path))
+    assert time.perf_counter() - start < 30
+    msg = str(err.value)
+    assert "ViT-B-32" in msg and "openai" in msg and str(tmp_path) in msg and "pretrained=/path/to" in msg
+
+
+def test_unknown_tag_and_model_are_explained(tmp_path):
+    with pytest.raises(BackboneLoadError, match="neither a pretrained tag"):
+        load_clip("ViT-B-32", "no_such_tag")
+    with pytest.raises(BackboneLoadError, match="unknown open_clip model"):
+        load_clip("ViT-Z-99", "none")
+    with pytest.raises(BackboneLoadError, match="config file not found"):
+        load_clip(str(tmp_path / "missing.json"), "none")

@@ -1,0 +1,69 @@
+"""LightningCLI end to end, in process (main(args)) and as `python -m zsvc_pl`."""
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from zsvc_pl.cli import main
+from tests.conftest import TINY_CONFIG
+
+
+def args(stage, tiny_ckpt, root, out, *extra):
+    return [stage, "--model.model_name", str(TINY_CONFIG), "--model.pretrained", tiny_ckpt,
+            "--data.root", str(root), "--data.frame_size", "32", "--data.num_frames", "4",
+            "--data.num_workers", "0", "--trainer.default_root_dir", str(out), "--trainer.logger", "false",
+            "--trainer.enable_progress_bar", "false", *extra]
+
+
+def test_zero_shot_test_reports_metrics_and_errors_file(tiny_ckpt, video_root, tmp_path):
+    root = tmp_path / "data"
+    for p in Path(video_root, "test").rglob("*.mp4"):
+        dst = root / p.parent.name / p.name
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        dst.write_bytes(p.read_bytes())
+    bad = root / "a red circle moving to the left" / "broken.mp4"
+    bad.write_bytes(b"\x00" * 1000)
+    cli = main(args("test", tiny_ckpt, root, tmp_path / "run"))
+    metrics = cli.trainer.callback_metrics
+    assert {"test/top1", "test/top5", "test/mean_class"} <= set(metrics)
+    assert 0.0 <= float(metrics["test/top1"]) <= 1.0 and float(metrics["test/top5"]) == 1.0  # 4 classes
+    rows = list(csv.DictReader(open(tmp_path / "run" / "errors.csv")))
+    assert [r["path"] for r in rows] == [str(bad)]
+    assert "not a readable video" in rows[0]["reason"]
+
+
+def test_fit_then_test_from_checkpoint_and_resume(tiny_ckpt, video_root, tmp_path):
+    out = tmp_path / "fit"
+    extra = ["--model.temporal", "transformer", "--model.n_ctx", "2", "--trainer.max_epochs", "1",
+             "--trainer.callbacks+=ModelCheckpoint", "--trainer.callbacks.save_last=true"]
+    main(args("fit", tiny_ckpt, video_root, out, *extra))
+    last = out / "checkpoints" / "last.ckpt"
+    assert last.is_file() and last.stat().st_size < 200_000
+    cfg = yaml.safe_load(open(out / "config.yaml"))
+    assert cfg["model"]["temporal"] == "transformer"
+    cli = main(args("test", tiny_ckpt, video_root, out / "t", "--model.temporal", "transformer",
+                    "--model.n_ctx", "2", "--ckpt_path", str(last)))
+    assert "test/top1" in cli.trainer.callback_metrics
+    resumed = main(args("fit", tiny_ckpt, video_root, out / "r", *extra[:4], "--trainer.max_epochs", "2",
+                        "--ckpt_path", str(last)))
+    assert resumed.trainer.current_epoch == 2 and resumed.trainer.global_step == 2  # 1 step per epoch, resumed at 1
+
+
+def test_predict_writes_one_row_per_video(tiny_ckpt, video_root, tmp_path):
+    out = tmp_path / "pred.jsonl"
+    main(["predict", "--model.model_name", str(TINY_CONFIG), "--model.pretrained", tiny_ckpt,
+          "--model.top_k", "2", "--data.predict_root", str(video_root / "test"), "--data.class_names",
+          '["jump", "run", "swim"]', "--data.frame_size", "32", "--data.num_frames", "4", "--data.num_workers", "0",
+          "--predictions.output", str(out), "--trainer.logger", "false", "--trainer.default_root_dir", str(tmp_path)])
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 8 and all(len(r["labels"]) == 2 for r in rows)
+    assert all(set(r["labels"]) <= {"jump", "run", "swim"} and r["scores"][0] >= r["scores"][1] for r in rows)
+
+
+def test_python_m_entry_point():
+    res = subprocess.run([sys.executable, "-m", "zsvc_pl", "--help"], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0 and "fit" in res.stdout and "predict" in res.stdout

@@ -1,0 +1,114 @@
+"""The LightningModule: zero-shot identity of untrained parts, checkpoints without the backbone, API."""
+
+from pathlib import Path
+
+import pytest
+import torch
+from lightning import Trainer
+
+from zsvc_pl import BackboneMismatchError, VideoDataModule, ZeroShotVideoClassifier
+from tests.conftest import TINY_CONFIG
+
+LABELS = ["a red circle moving to the left", "a red circle moving to the right", "a blue square moving to the top",
+          "a green triangle moving to the bottom"]
+
+
+def make(tiny_ckpt, **kw) -> ZeroShotVideoClassifier:
+    return ZeroShotVideoClassifier(model_name=str(TINY_CONFIG), pretrained=tiny_ckpt, num_frames=4, **kw)
+
+
+def test_untrained_learnable_parts_give_the_zero_shot_logits(tiny_ckpt):
+    torch.manual_seed(0)
+    video = torch.randint(0, 255, (2, 1, 4, 3, 32, 32), dtype=torch.uint8)
+    zs = make(tiny_ckpt).eval()
+    learned = make(tiny_ckpt, temporal="transformer", ctx_init="a video of").eval()
+    frames = zs.frame_features(video)
+    a = zs.eval_logits(frames, LABELS)
+    b = learned.eval_logits(frames, LABELS)
+    assert torch.allclose(a, b, atol=1e-5)
+    temporal_only = make(tiny_ckpt, temporal="transformer").eval()
+    assert torch.equal(temporal_only.eval_logits(frames, LABELS), a)
+
+
+def test_probabilities_are_cosine_times_scale_softmaxed(tiny_ckpt):
+    clf = make(tiny_ckpt).eval()
+    video = torch.randint(0, 255, (1, 2, 4, 3, 32, 32), dtype=torch.uint8)
+    frames = clf.frame_features(video)
+    text = clf.encode_labels(LABELS)
+    manual = []
+    for v in range(2):
+        feat = torch.nn.functional.normalize(frames[0, v].mean(0), dim=-1)
+        manual.append((clf.logit_scale * feat @ text.T).softmax(-1))
+    assert torch.allclose(clf(video, LABELS)[0], torch.stack(manual).mean(0), atol=1e-5)
+
+
+def test_text_features_are_cached_per_label_set(tiny_ckpt):
+    clf = make(tiny_ckpt)
+    a = clf.zeroshot_text_features(LABELS)
+    assert clf.zeroshot_text_features(LABELS) is a
+    assert len(clf._text_cache) == 1
+    clf.zeroshot_text_features(LABELS[:2])
+    assert len(clf._text_cache) == 2
+
+
+def test_backbone_stays_frozen_and_in_eval_mode(tiny_ckpt):
+    clf = make(tiny_ckpt, temporal="transformer", n_ctx=2).train()
+    assert not clf.backbone.training and clf.temporal.training
+    trainable = {n.split(".")[0] for n, p in clf.named_parameters() if p.requires_grad}
+    assert trainable == {"temporal", "prompt_learner"}
+
+
+def test_api_classify_and_encode(tiny_ckpt, video_root):
+    clf = make(tiny_ckpt)
+    videos = sorted(str(p) for p in Path(video_root, "test").rglob("*.mp4"))
+    one = clf.classify(videos[0], LABELS)
+    assert [label for label, _ in one] != [] and abs(sum(p for _, p in one) - 1) < 1e-5
+    assert one == sorted(one, key=lambda x: -x[1])
+    many = clf.classify(videos[:3], LABELS, top_k=2)
+    assert len(many) == 3 and all(len(r) == 2 for r in many)
+    emb = clf.encode_videos(videos[:3])
+    assert emb.shape == (3, 32) and torch.allclose(emb.norm(dim=-1), torch.ones(3), atol=1e-5)
+    assert clf.encode_labels(LABELS).shape == (4, 32)
+    with pytest.raises(ValueError, match="duplicate"):
+        clf.classify(videos[0], ["a", "a"])
+
+
+def fit_tiny(tiny_ckpt, video_root, tmp_path, **kw):
+    dm = VideoDataModule(root=str(video_root), num_frames=4, frame_size=32, batch_size=4, num_workers=0)
+    model = make(tiny_ckpt, class_names=dm.class_names, temporal="transformer", n_ctx=2, **kw)
+    trainer = Trainer(max_epochs=1, default_root_dir=tmp_path, accelerator="cpu", logger=False,
+                      enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(model, dm)
+    return trainer, model, dm
+
+
+def test_checkpoint_holds_only_trainable_state_and_backbone_identity(tiny_ckpt, video_root, tmp_path):
+    trainer, model, dm = fit_tiny(tiny_ckpt, video_root, tmp_path)
+    path = tmp_path / "m.ckpt"
+    trainer.save_checkpoint(path)
+    ckpt = torch.load(path, weights_only=True)
+    assert not any(k.startswith("backbone.") for k in ckpt["state_dict"])
+    assert {k.split(".")[0] for k in ckpt["state_dict"]} == {"temporal", "prompt_learner"}
+    assert ckpt["backbone_identity"] == model.backbone_identity
+    loaded = ZeroShotVideoClassifier.load_from_checkpoint(path, weights_only=True)
+    assert torch.equal(loaded.prompt_learner.ctx, model.prompt_learner.ctx)
+    assert loaded.class_names == dm.class_names
+
+
+def test_checkpoint_refuses_another_backbone(tiny_ckpt, video_root, tmp_path):
+    trainer, _, _ = fit_tiny(tiny_ckpt, video_root, tmp_path)
+    path = tmp_path / "m.ckpt"
+    trainer.save_checkpoint(path)
+    other = tmp_path / "other.pt"
+    sd = torch.load(tiny_ckpt, weights_only=True)
+    sd["logit_scale"] = sd["logit_scale"] + 1
+    torch.save(sd, other)
+    with pytest.raises(BackboneMismatchError, match="trained on backbone"):
+        ZeroShotVideoClassifier.load_from_checkpoint(path, pretrained=str(other), weights_only=True)
+
+
+def test_fit_refuses_when_nothing_is_trainable(tiny_ckpt, video_root, tmp_path):
+    dm = VideoDataModule(root=str(video_root), num_frames=4, frame_size=32, num_workers=0)
+    trainer = Trainer(max_epochs=1, default_root_dir=tmp_path, logger=False, enable_progress_bar=False)
+    with pytest.raises(ValueError, match="nothing to train"):
+        trainer.fit(make(tiny_ckpt, class_names=dm.class_names), dm)

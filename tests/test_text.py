@@ -1,0 +1,38 @@
+import torch
+
+from zsvc_pl.backbone import load_clip
+from zsvc_pl.text import PromptLearner, encode_prompts
+from tests.conftest import TINY_CONFIG
+
+LABELS = ["a red circle moving to the left", "ApplyEyeMakeup", "ride_horse"]
+
+
+def test_ctx_init_prompt_equals_hand_made_prompt_exactly(tiny_ckpt):
+    bb = load_clip(str(TINY_CONFIG), tiny_ckpt)
+    learner = PromptLearner(bb.model, bb.tokenizer, ctx_init="a video of")
+    hand = encode_prompts(bb.model, bb.tokenizer, [["a video of a red circle moving to the left."],
+                                                    ["a video of apply eye makeup."], ["a video of ride horse."]])
+    with torch.no_grad():
+        learned = learner(LABELS)
+    assert learner.n_ctx == 3
+    assert torch.allclose(learned, hand, atol=1e-6)
+
+
+def test_class_positions_and_class_specific_context(tiny_ckpt):
+    bb = load_clip(str(TINY_CONFIG), tiny_ckpt)
+    for position in ("end", "middle", "front"):
+        learner = PromptLearner(bb.model, bb.tokenizer, n_ctx=4, class_position=position)
+        ids, mask = learner._token_layout(["ride horse"])
+        assert mask.sum() == 4
+        assert learner(["ride horse", "jump"]).shape == (2, 32)
+    specific = PromptLearner(bb.model, bb.tokenizer, n_ctx=2, class_names=["a", "b"], class_specific=True)
+    assert specific.ctx.shape == (2, 2, 32)
+
+
+def test_context_vectors_receive_gradients_and_backbone_does_not(tiny_ckpt):
+    bb = load_clip(str(TINY_CONFIG), tiny_ckpt)
+    learner = PromptLearner(bb.model, bb.tokenizer, n_ctx=2)
+    learner(["jump", "run"]).sum().backward()
+    assert learner.ctx.grad is not None and learner.ctx.grad.abs().sum() > 0
+    assert all(p.grad is None for p in bb.model.parameters())
+    assert [n for n, _ in learner.named_parameters()] == ["ctx"]
