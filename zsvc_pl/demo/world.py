@@ -141,17 +141,21 @@ def write_video(path: str | Path, frames: np.ndarray, fps: int = 8) -> None:
 
 def generate_dataset(root: str | Path, videos_per_class: dict[str, int] | None = None,
                      classes: list[tuple[str, str, str]] | None = None, seed: int = 0, size: int = 96,
-                     num_frames: int = 16, fps: int = 8, layout: str = "folder") -> Path:
+                     num_frames: int = 16, fps: int = 8, layout: str = "folder", labels: str = "motion") -> Path:
     """Write a demo dataset under ``root`` and return it.
 
     ``layout="folder"`` writes ``root/<split>/<class label>/<n>.mp4`` (what ``VideoDataModule`` reads with
     ``format: folder``); ``layout="list"`` writes ``root/videos/...`` plus ``{split}.txt`` annotation lists
     and ``labels.csv``. ``videos_per_class`` maps split name to count (default: train 8, val 2, test 4).
+    ``labels="static"`` names folders by colour and shape only (``a red circle``), pooling the directions.
     """
     root = Path(root)
     videos_per_class = videos_per_class or {"train": 8, "val": 2, "test": 4}
     classes = classes or all_classes()
-    labels = [motion_label(*c) for c in classes]
+    if labels not in ("motion", "static"):
+        raise ValueError(f"labels must be 'motion' or 'static', got {labels!r}")
+    names = [motion_label(*c) if labels == "motion" else static_label(*c[:2]) for c in classes]
+    unique = list(dict.fromkeys(names))
     for s_idx, (split, count) in enumerate(videos_per_class.items()):
         lines = []
         for c_idx, (colour, shape, direction) in enumerate(classes):
@@ -159,13 +163,25 @@ def generate_dataset(root: str | Path, videos_per_class: dict[str, int] | None =
                 rng = np.random.default_rng([seed, s_idx, c_idx, n])
                 frames = render_video(colour, shape, direction, rng, size, num_frames)
                 if layout == "folder":
-                    rel = Path(split) / labels[c_idx] / f"{n:03d}.mp4"
+                    rel = Path(split) / names[c_idx] / f"{direction}_{n:03d}.mp4"
                 else:
                     rel = Path("videos") / split / f"{c_idx:03d}_{n:03d}.mp4"
-                    lines.append(f"{rel} {c_idx}")
+                    lines.append(f"{rel} {unique.index(names[c_idx])}")
                 write_video(root / rel, frames, fps)
         if layout == "list":
             (root / f"{split}.txt").write_text("\n".join(lines) + "\n")
     if layout == "list":
-        (root / "labels.csv").write_text("id,name\n" + "".join(f"{i},{n}\n" for i, n in enumerate(labels)))
+        (root / "labels.csv").write_text("id,name\n" + "".join(f"{i},{n}\n" for i, n in enumerate(unique)))
     return root
+
+
+def base_novel_classes(colours=tuple(COLOURS), shapes=SHAPES, directions=DIRECTIONS) -> tuple[list[str], list[str]]:
+    """Split the motion classes by colour-shape in a checkerboard: base holds half the colour-shape pairs with
+    all four directions, so every colour, shape and direction word appears among base classes, and each novel
+    class is an unseen combination of seen words."""
+    base, novel = [], []
+    for i, colour in enumerate(colours):
+        for j, shape in enumerate(shapes):
+            group = base if (i + j) % 2 == 0 else novel
+            group += [motion_label(colour, shape, d) for d in directions]
+    return base, novel

@@ -1,0 +1,52 @@
+"""The zero-shot path over every real clip in $ZSVC_REAL_VIDEOS/manifest.csv (skipped when unset)."""
+
+import csv
+import os
+from pathlib import Path
+
+import pytest
+
+from zsvc_pl import VideoDataModule
+from zsvc_pl.cli import main
+from tests.conftest import TINY_CONFIG
+
+ROOT = os.environ.get("ZSVC_REAL_VIDEOS")
+pytestmark = pytest.mark.skipif(not ROOT or not Path(ROOT, "manifest.csv").is_file(),
+                                reason="set ZSVC_REAL_VIDEOS to the real clips folder")
+
+
+def test_every_clip_gets_a_result_or_a_named_error(tiny_ckpt, tmp_path):
+    rows = list(csv.DictReader(open(Path(ROOT, "manifest.csv"))))
+    labelled = [r for r in rows if r["label"] != "_robustness"]
+    robustness = [r for r in rows if r["label"] == "_robustness"]
+    out = tmp_path / "pred.csv"
+    main(["predict", "--model.model_name", str(TINY_CONFIG), "--model.pretrained", tiny_ckpt,
+          "--model.top_k", "3", "--data.predict_root", ROOT, "--data.class_names",
+          str(sorted({r["label"] for r in labelled})), "--data.frame_size", "32", "--data.num_frames", "4",
+          "--data.batch_size", "8", "--data.num_workers", "2", "--predictions.output", str(out),
+          "--trainer.logger", "false", "--trainer.default_root_dir", str(tmp_path), "--trainer.enable_progress_bar",
+          "false"])
+    predicted = {r["path"]: r for r in csv.DictReader(open(out))}
+    errors = {r["path"]: r["reason"] for r in csv.DictReader(open(tmp_path / "errors.csv"))} \
+        if (tmp_path / "errors.csv").exists() else {}
+    for r in labelled:
+        path = str(Path(ROOT, r["path"]))
+        assert path in predicted, f"labelled clip without a result: {r['path']} ({errors.get(path)})"
+        assert len(predicted[path]["labels"].split("|")) == 3
+    for r in robustness:
+        path = str(Path(ROOT, r["path"]))
+        assert (path in predicted) != (path in errors), r["path"]
+        if path in errors:
+            assert errors[path].strip()
+    assert len(predicted) + len(errors) == len(rows)
+
+
+def test_labelled_clips_flow_through_zero_shot_test(tiny_ckpt, tmp_path):
+    dm = VideoDataModule(root=ROOT, num_workers=0)
+    assert len(dm.class_names) == 53 and "_robustness" not in dm.class_names
+    cli = main(["test", "--model.model_name", str(TINY_CONFIG), "--model.pretrained", tiny_ckpt,
+                "--data.root", ROOT, "--data.frame_size", "32", "--data.num_frames", "2", "--data.batch_size", "8",
+                "--data.num_workers", "2", "--trainer.logger", "false", "--trainer.default_root_dir", str(tmp_path),
+                "--trainer.enable_progress_bar", "false"])
+    metrics = cli.trainer.callback_metrics
+    assert 0 <= float(metrics["test/top1"]) <= float(metrics["test/top5"]) <= 1
