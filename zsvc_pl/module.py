@@ -18,6 +18,7 @@ from lightning import LightningModule
 from lightning.pytorch.utilities import rank_zero_info
 
 from zsvc_pl.backbone import freeze, load_clip
+from zsvc_pl.cache import FeatureCache
 from zsvc_pl.data.datasets import VideoClassificationDataset, VideoRecord
 from zsvc_pl.data.sampling import FrameSampler
 from zsvc_pl.data.transforms import ClipNormalize
@@ -63,6 +64,8 @@ class ZeroShotVideoClassifier(LightningModule):
         lr, weight_decay: AdamW settings for the trainable parameters.
         top_k: labels written per video by ``predict``.
         cache_dir: where open_clip looks for and stores downloaded weights.
+        feature_cache: folder for per-video frame features used by ``classify``/``encode_videos``: the second
+            pass over the same files skips decoding and the image tower.
     """
 
     def __init__(
@@ -90,6 +93,7 @@ class ZeroShotVideoClassifier(LightningModule):
         weight_decay: float = 0.01,
         top_k: int = 5,
         cache_dir: str | None = None,
+        feature_cache: str | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -112,6 +116,7 @@ class ZeroShotVideoClassifier(LightningModule):
         self._text_cache: dict[tuple, torch.Tensor] = {}
         self.strict_loading = False  # checkpoints hold no backbone weights
         self.decode_errors: list[tuple[str, str]] = []
+        self.feature_cache = FeatureCache(feature_cache) if feature_cache else None
 
     # --- mode and checkpoints ------------------------------------------------------------------
     @property
@@ -318,10 +323,23 @@ class ZeroShotVideoClassifier(LightningModule):
 
     @torch.inference_mode()
     def _video_frames(self, paths: Sequence[str], batch_size: int, num_clips: int, num_crops: int):
+        """Frame features ``[b, V, T, D]`` batch by batch, from the feature cache where possible."""
         ds = self._loader(paths, num_clips, num_crops)
+        sampling = f"frames={self.hparams.num_frames},clips={num_clips},crops={num_crops},size={self.image_size}"
         for start in range(0, len(ds), batch_size):
-            video = torch.stack([ds.load(ds.records[i].path) for i in range(start, min(start + batch_size, len(ds)))])
-            yield self.frame_features(video.to(self.device))
+            chunk = [ds.records[i].path for i in range(start, min(start + batch_size, len(ds)))]
+            feats: list[torch.Tensor | None] = [None] * len(chunk)
+            keys = [FeatureCache.key(p, self.backbone_identity, sampling) for p in chunk] if self.feature_cache else []
+            for i, key in enumerate(keys):
+                feats[i] = self.feature_cache.get(key)
+            todo = [i for i, f in enumerate(feats) if f is None]
+            if todo:
+                video = torch.stack([ds.load(chunk[i]) for i in todo]).to(self.device)
+                for i, f in zip(todo, self.frame_features(video)):
+                    feats[i] = f
+                    if self.feature_cache:
+                        self.feature_cache.put(keys[i], f)
+            yield torch.stack([f.to(self.device, torch.float32) for f in feats])
 
     @torch.inference_mode()
     def encode_labels(self, labels: Sequence[str]) -> torch.Tensor:

@@ -1,0 +1,209 @@
+"""End-to-end zero-shot throughput against the encoder-only bound and a conventional pipeline, side by side.
+
+    python benchmarks/throughput.py --videos ../shared/realvideos --model ViT-B-32 --frames 8 --limit 24
+
+Three measurements in one run, each in its own process (so peak memory is its own), same videos, same model
+(random weights: speed does not depend on them), same labels:
+  - zsvc_pl: VideoDataModule-style loading (decode only the sampled frames at reduced size, in a DataLoader
+    worker) -> batched uint8 preprocessing -> image tower -> cached text features -> scores;
+  - encoder-only bound: the image tower alone on already-prepared tensors of the same shape;
+  - conventional: decode the sampled frames at full size, resize each frame through PIL, encode the label
+    prompts again for every batch.
+Prints one JSON object and a table; ratios are within this run, on this machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import multiprocessing as mp
+import resource
+import time
+from pathlib import Path
+
+import torch
+
+
+def _videos(root: Path, limit: int) -> tuple[list[str], list[str]]:
+    manifest = root / "manifest.csv"
+    if manifest.is_file():
+        rows = [r for r in csv.DictReader(open(manifest)) if r["label"] != "_robustness"]
+        paths = [str(root / r["path"]) for r in rows]
+        labels = sorted({r["label"] for r in rows})
+    else:
+        from zsvc_pl.data.datasets import list_videos
+
+        paths, labels = list_videos(root), ["a person", "an animal", "a vehicle", "a landscape"]
+    return paths[:limit], labels
+
+
+def _peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_zsvc(model: str, paths: list[str], labels: list[str], frames: int, batch: int, workers: int) -> dict:
+    from torch.utils.data import DataLoader
+
+    from zsvc_pl import ZeroShotVideoClassifier
+    from zsvc_pl.data.datasets import VideoClassificationDataset, VideoRecord, collate_videos
+    from zsvc_pl.data.sampling import FrameSampler
+
+    clf = ZeroShotVideoClassifier(model_name=model, pretrained="none", num_frames=frames).eval()
+    ds = VideoClassificationDataset([VideoRecord(p) for p in paths], FrameSampler(frames), clf.image_size)
+    start = time.perf_counter()
+    text = clf.encode_labels(labels)
+    text_s = time.perf_counter() - start
+    n = 0
+    decode_wait = 0.0
+    with torch.inference_mode():
+        loader = DataLoader(ds, batch_size=batch, num_workers=workers, collate_fn=collate_videos)
+        t = time.perf_counter()
+        for b in loader:
+            decode_wait += time.perf_counter() - t
+            if b["video"].numel():
+                clf.video_logits(clf.frame_features(b["video"]), text).softmax(-1)
+                n += len(b["path"])
+            t = time.perf_counter()
+    total = time.perf_counter() - start
+    return {"videos": n, "seconds": total, "text_seconds": text_s, "waiting_for_data_seconds": decode_wait,
+            "peak_mb": _peak_mb()}
+
+
+def run_decode_only(model: str, paths: list[str], frames: int) -> dict:
+    from zsvc_pl.backbone import load_clip
+    from zsvc_pl.data.datasets import VideoClassificationDataset, VideoRecord
+    from zsvc_pl.data.sampling import FrameSampler
+    from zsvc_pl.data.transforms import ClipNormalize
+
+    bb = load_clip(model, "none")
+    norm = ClipNormalize(bb.image_size, bb.mean, bb.std, bb.interpolation)
+    ds = VideoClassificationDataset([VideoRecord(p) for p in paths], FrameSampler(frames), bb.image_size)
+    start = time.perf_counter()
+    for i in range(len(ds)):
+        s = ds[i]
+        if "video" in s:
+            norm(s["video"])
+    return {"ms_per_video": 1000 * (time.perf_counter() - start) / len(ds), "peak_mb": _peak_mb()}
+
+
+def run_encoder_only(model: str, n: int, frames: int, batch: int) -> dict:
+    from zsvc_pl.backbone import load_clip
+
+    bb = load_clip(model, "none")
+    x = torch.randn(batch * frames, 3, bb.image_size, bb.image_size)
+    start = time.perf_counter()
+    done = 0
+    with torch.inference_mode():
+        while done < n:
+            k = min(batch, n - done)
+            bb.model.encode_image(x[: k * frames])
+            done += k
+    return {"videos": n, "seconds": time.perf_counter() - start, "peak_mb": _peak_mb()}
+
+
+def run_conventional(model: str, paths: list[str], labels: list[str], frames: int, batch: int) -> dict:
+    import decord
+    import numpy as np
+    import torch.nn.functional as F
+    from PIL import Image
+    from torchvision import transforms as T
+
+    from zsvc_pl.backbone import load_clip
+    from zsvc_pl.data.sampling import segment_indices
+
+    bb = load_clip(model, "none")
+    tf = T.Compose([T.Resize(bb.image_size, interpolation=T.InterpolationMode.BICUBIC), T.CenterCrop(bb.image_size),
+                    T.ToTensor(), T.Normalize(bb.mean, bb.std)])
+    prompts = [f"a video of a person {label}." for label in labels]
+    start = time.perf_counter()
+    n = 0
+    with torch.inference_mode():
+        for i in range(0, len(paths), batch):
+            clips = []
+            for p in paths[i : i + batch]:
+                try:
+                    vr = decord.VideoReader(p)
+                    arr = vr.get_batch(segment_indices(len(vr), frames)).asnumpy()
+                except Exception:
+                    continue
+                clips.append(torch.stack([tf(Image.fromarray(np.ascontiguousarray(f))) for f in arr]))
+            if not clips:
+                continue
+            text = F.normalize(bb.model.encode_text(bb.tokenizer(prompts)), dim=-1)
+            video = torch.stack(clips)
+            feats = F.normalize(bb.model.encode_image(video.flatten(0, 1)), dim=-1).view(len(clips), frames, -1)
+            (F.normalize(feats.mean(1), dim=-1) @ text.T).softmax(-1)
+            n += len(clips)
+    return {"videos": n, "seconds": time.perf_counter() - start, "peak_mb": _peak_mb()}
+
+
+def run_cache(model: str, paths: list[str], labels: list[str], frames: int, batch: int, folder: str) -> dict:
+    """First pass fills the feature cache; the second classifies the same clips against a new label list."""
+    from zsvc_pl import ZeroShotVideoClassifier
+
+    clf = ZeroShotVideoClassifier(model_name=model, pretrained="none", num_frames=frames, feature_cache=folder)
+    start = time.perf_counter()
+    clf.classify(paths, labels, batch_size=batch)
+    first = time.perf_counter() - start
+    new_labels = ["a person dancing", "a person cooking", "a dog running"]
+    start = time.perf_counter()
+    clf.classify(paths, new_labels, batch_size=batch)
+    second = time.perf_counter() - start
+    return {"videos": len(paths), "first_pass_seconds": first, "new_labels_seconds": second,
+            "speedup": first / second}
+
+
+def _in_process(fn, *args) -> dict:
+    with mp.get_context("spawn").Pool(1) as pool:
+        return pool.apply(fn, args)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--videos", required=True)
+    parser.add_argument("--model", default="ViT-B-32")
+    parser.add_argument("--frames", type=int, default=8)
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--limit", type=int, default=24)
+    parser.add_argument("--cache-videos", type=int, default=50, help="clips for the feature-cache test (0: skip)")
+    parser.add_argument("--out", default=None, help="write the JSON here too")
+    args = parser.parse_args()
+    paths, labels = _videos(Path(args.videos), args.limit)
+    res = {"model": args.model, "frames": args.frames, "batch": args.batch, "videos": len(paths),
+           "labels": len(labels), "threads": torch.get_num_threads()}
+    res["encoder_only"] = _in_process(run_encoder_only, args.model, len(paths), args.frames, args.batch)
+    res["decode_preprocess"] = _in_process(run_decode_only, args.model, paths, args.frames)
+    res["zsvc_pl"] = _in_process(run_zsvc, args.model, paths, labels, args.frames, args.batch, args.workers)
+    res["conventional"] = _in_process(run_conventional, args.model, paths, labels, args.frames, args.batch)
+    if args.cache_videos:
+        import tempfile
+
+        cache_paths, _ = _videos(Path(args.videos), args.cache_videos)
+        with tempfile.TemporaryDirectory() as folder:
+            res["feature_cache"] = _in_process(run_cache, args.model, cache_paths, labels, args.frames, args.batch,
+                                               folder)
+    enc = res["encoder_only"]["seconds"]
+    ours, conv = res["zsvc_pl"]["seconds"], res["conventional"]["seconds"]
+    res["zsvc_over_encoder_bound"] = ours / enc
+    res["conventional_over_zsvc"] = conv / ours
+    print(json.dumps(res, indent=1))
+    if args.out:
+        Path(args.out).write_text(json.dumps(res, indent=1))
+    v = len(paths)
+    print(f"\n| pipeline | videos/s | s total | peak MB |\n|---|---|---|---|")
+    for name in ("encoder_only", "zsvc_pl", "conventional"):
+        r = res[name]
+        print(f"| {name} | {v / r['seconds']:.2f} | {r['seconds']:.1f} | {r['peak_mb']:.0f} |")
+    print(f"decode+preprocess: {res['decode_preprocess']['ms_per_video']:.0f} ms/video; "
+          f"zsvc_pl / encoder bound = {res['zsvc_over_encoder_bound']:.2f}; "
+          f"conventional / zsvc_pl = {res['conventional_over_zsvc']:.2f}")
+    if "feature_cache" in res:
+        c = res["feature_cache"]
+        print(f"feature cache: {c['videos']} clips, first pass {c['first_pass_seconds']:.1f} s, new label list "
+              f"{c['new_labels_seconds']:.2f} s: {c['speedup']:.0f}x")
+
+
+if __name__ == "__main__":
+    main()
