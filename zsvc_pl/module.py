@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from lightning import LightningModule
 from lightning.pytorch.utilities import rank_zero_info
+from torchmetrics.aggregation import SumMetric
 
 from zsvc_pl.backbone import freeze, load_clip
 from zsvc_pl.cache import FeatureCache
@@ -219,6 +220,7 @@ class ZeroShotVideoClassifier(LightningModule):
             "val": classification_metrics(len(names), "val/"),
             "test": classification_metrics(len(names), "test/"),
         })
+        self.counts = torch.nn.ModuleDict({s: SumMetric() for s in ("val", "test")})
         self.base_novel = torch.nn.ModuleDict({
             s: BaseNovelAccuracy(len(names), self.base_classes) for s in ("val", "test")
         }) if self.base_classes is not None else None
@@ -258,12 +260,15 @@ class ZeroShotVideoClassifier(LightningModule):
         logits = self.eval_logits(self.frame_features(batch["video"]), self._require_labels())
         probs = logits.softmax(-1).mean(1)
         self.metrics[stage].update(probs, batch["label"])
+        self.counts[stage].update(len(batch["label"]))
         if self.base_novel is not None:
             self.base_novel[stage].update(logits.mean(1), batch["label"])
 
     def _eval_epoch_end(self, stage: str) -> None:
         self.log_dict(self.metrics[stage].compute())
+        self.log(f"{stage}/videos", self.counts[stage].compute())
         self.metrics[stage].reset()
+        self.counts[stage].reset()
         if self.base_novel is not None:
             self.log_dict({f"{stage}/{k}": v for k, v in self.base_novel[stage].compute().items()})
             self.base_novel[stage].reset()

@@ -7,7 +7,9 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 from lightning import LightningDataModule
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader
 
 from zsvc_pl.data.datasets import (
@@ -196,10 +198,15 @@ class VideoDataModule(LightningDataModule):
             self.predict_set = self._dataset([VideoRecord(p) for p in list_videos(source)], train=False)
 
     def _loader(self, dataset: VideoClassificationDataset, shuffle: bool) -> DataLoader:
+        sampler = None
+        if not shuffle and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            # evaluation under DDP: every video exactly once (no padding duplicates); ranks may differ by one batch
+            sampler = UnrepeatedDistributedSampler(dataset, shuffle=False)
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
             shuffle=shuffle,
+            sampler=sampler,
             num_workers=self.num_workers,
             collate_fn=collate_videos,
             pin_memory=torch.cuda.is_available(),
