@@ -140,3 +140,25 @@ def test_dataset_skips_and_collate_reports(bad_inputs, ramp_video):
     strict = VideoClassificationDataset(records, FrameSampler(4), frame_size=32, on_error="raise")
     with pytest.raises(VideoDecodeError, match="empty file"):
         strict[1]
+
+
+def test_a_hanging_decode_is_cut_off_and_reported(ramp_video, monkeypatch):
+    import time
+
+    ds = VideoClassificationDataset([VideoRecord(ramp_video), VideoRecord(ramp_video)], FrameSampler(4),
+                                    frame_size=32, timeout_s=0.5)
+    real_load = ds.load
+    calls = []
+
+    def load(path, rng=None):
+        calls.append(path)
+        if len(calls) == 1:
+            time.sleep(3)  # stands in for a decoder stuck inside C code
+        return real_load(path, rng)
+
+    monkeypatch.setattr(ds, "load", load)
+    start = time.perf_counter()
+    hung, fine = ds[0], ds[1]
+    assert time.perf_counter() - start < 2.5
+    assert "timed out after 0.5 s" in hung["error"]
+    assert fine["video"].shape == (1, 4, 3, 32, 32)

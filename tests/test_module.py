@@ -112,3 +112,15 @@ def test_fit_refuses_when_nothing_is_trainable(tiny_ckpt, video_root, tmp_path):
     trainer = Trainer(max_epochs=1, default_root_dir=tmp_path, logger=False, enable_progress_bar=False)
     with pytest.raises(ValueError, match="nothing to train"):
         trainer.fit(make(tiny_ckpt, class_names=dm.class_names), dm)
+
+
+def test_label_edge_cases(tiny_ckpt, video_root):
+    clf = make(tiny_ckpt)
+    video = str(next(Path(video_root, "test").rglob("*.mp4")))
+    with pytest.raises(ValueError, match="empty"):
+        clf.classify(video, [])
+    with pytest.warns(UserWarning, match="truncated"):
+        long = clf.encode_labels(["a person " + "doing something quite long " * 10])
+    assert long.shape == (1, 32)
+    result = clf.classify(video, ["café au lait", "跑步", "ApplyEyeMakeup"])
+    assert sorted(label for label, _ in result) == sorted(["café au lait", "跑步", "ApplyEyeMakeup"])

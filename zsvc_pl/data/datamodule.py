@@ -58,6 +58,7 @@ class VideoDataModule(LightningDataModule):
         on_error: ``skip`` unreadable videos (counted and reported) or ``raise``.
         seed: seed for K-shot selection.
         backend: ``auto`` (decord, PyAV fallback), ``decord`` or ``pyav``.
+        decode_timeout: seconds before a hanging decode is abandoned and reported (``None``: no limit).
     """
 
     def __init__(
@@ -83,6 +84,7 @@ class VideoDataModule(LightningDataModule):
         on_error: str = "skip",
         seed: int = 0,
         backend: str = "auto",
+        decode_timeout: float | None = 60.0,
     ) -> None:
         super().__init__()
         if format not in FORMATS:
@@ -180,7 +182,7 @@ class VideoDataModule(LightningDataModule):
         hp = self.hparams
         sampler = FrameSampler(hp.num_frames, 1 if train else hp.num_clips, random=train)
         return VideoClassificationDataset(records, sampler, hp.frame_size, 1 if train else hp.num_crops,
-                                          hp.on_error, hp.backend)
+                                          hp.on_error, hp.backend, hp.decode_timeout)
 
     def setup(self, stage: str) -> None:
         """Build the datasets that ``stage`` needs."""

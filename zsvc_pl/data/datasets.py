@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -126,10 +127,12 @@ class VideoClassificationDataset(Dataset):
         frame_size: side of the square crops handed to the model (it resizes to its own input size).
         num_crops: spatial views per temporal clip (1 or 3).
         on_error: ``skip`` (default) or ``raise``.
+        timeout_s: per-video decode time limit; a decode that hangs (decord can) is reported and abandoned.
     """
 
     def __init__(self, records: list[VideoRecord], sampler: FrameSampler, frame_size: int = 224,
-                 num_crops: int = 1, on_error: str = "skip", backend: str = "auto") -> None:
+                 num_crops: int = 1, on_error: str = "skip", backend: str = "auto",
+                 timeout_s: float | None = 60.0) -> None:
         if on_error not in ("skip", "raise"):
             raise ValueError(f"on_error must be 'skip' or 'raise', got {on_error!r}")
         self.records = records
@@ -138,6 +141,7 @@ class VideoClassificationDataset(Dataset):
         self.num_crops = num_crops
         self.on_error = on_error
         self.backend = backend
+        self.timeout_s = timeout_s
 
     def __len__(self) -> int:
         return len(self.records)
@@ -154,13 +158,34 @@ class VideoClassificationDataset(Dataset):
         views = [square_crops(frames[c * t : (c + 1) * t], self.frame_size, self.num_crops) for c in range(len(clips))]
         return torch.cat(views)
 
+    def _load_with_limit(self, path: str, rng: np.random.Generator | None) -> torch.Tensor:
+        """``load`` in a daemon thread, abandoned after ``timeout_s`` (a hung C call cannot be interrupted)."""
+        if not self.timeout_s:
+            return self.load(path, rng)
+        box: dict = {}
+
+        def work() -> None:
+            try:
+                box["video"] = self.load(path, rng)
+            except BaseException as e:  # handed to the caller below
+                box["error"] = e
+
+        thread = threading.Thread(target=work, daemon=True, name=f"decode:{Path(path).name}")
+        thread.start()
+        thread.join(self.timeout_s)
+        if thread.is_alive():
+            raise VideoDecodeError(path, f"decoding timed out after {self.timeout_s:g} s (abandoned)")
+        if "error" in box:
+            raise box["error"]
+        return box["video"]
+
     def __getitem__(self, index: int) -> dict:
         rec = self.records[index]
         rng = None
         if self.sampler.random:  # torch's RNG is seeded per worker and epoch by Lightning's seed_everything
             rng = np.random.default_rng([int(torch.randint(2**31, (1,))), index])
         try:
-            video = self.load(rec.path, rng)
+            video = self._load_with_limit(rec.path, rng)
         except Exception as e:
             if self.on_error == "raise":
                 raise
