@@ -119,3 +119,29 @@ class PredictionWriter(BasePredictionWriter):
         if self._tmp is not None and self._tmp.exists():
             os.replace(self._tmp, self._target)
             rank_zero_info(f"zsvc_pl predict: predictions written to {self._target}")
+
+
+class ResultPlots(Callback):
+    """After ``test``: confusion matrix, per-class accuracy and (base-to-novel) base/novel bars as PNG files in
+    the run folder, also logged to TensorBoard when that logger is on."""
+
+    def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        res = getattr(pl_module, "last_results", {}).get("test")
+        if res is None or not trainer.is_global_zero:
+            return
+        from zsvc_pl import plots
+
+        labels = pl_module.class_names
+        conf = res["confusion"].numpy()
+        figures = {"confusion": plots.confusion_figure(conf, labels),
+                   "per_class_accuracy": plots.per_class_figure(conf, labels, pl_module.base_classes)}
+        if "test/hm" in res["metrics"]:
+            figures["base_novel"] = plots.base_novel_figure(
+                {k.split("/")[-1]: v for k, v in res["metrics"].items()})
+        folder = run_dir(trainer) / "figures"
+        for name, fig in figures.items():
+            for logger in trainer.loggers:
+                if hasattr(logger.experiment, "add_figure"):
+                    logger.experiment.add_figure(f"test/{name}", fig, global_step=trainer.global_step)
+            plots.save(fig, folder / f"{name}.png")
+        rank_zero_info(f"zsvc_pl test: figures written to {folder}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from lightning.pytorch.cli import ArgsType, LightningCLI
 
-from zsvc_pl.callbacks import PredictionWriter, RunReport
+from zsvc_pl.callbacks import PredictionWriter, ResultPlots, RunReport
 from zsvc_pl.data.datamodule import VideoDataModule
 from zsvc_pl.module import ZeroShotVideoClassifier
 
@@ -18,6 +18,7 @@ class ZsvcCLI(LightningCLI):
         parser.link_arguments("data.num_frames", "model.num_frames")
         parser.add_lightning_class_args(PredictionWriter, "predictions")
         parser.add_lightning_class_args(RunReport, "report")
+        parser.add_lightning_class_args(ResultPlots, "plots")
 
 
 def main(args: ArgsType = None) -> ZsvcCLI:

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from lightning import LightningModule
 from lightning.pytorch.utilities import rank_zero_info
 from torchmetrics.aggregation import SumMetric
+from torchmetrics.classification import MulticlassConfusionMatrix
 
 from zsvc_pl.backbone import freeze, load_clip
 from zsvc_pl.cache import FeatureCache
@@ -221,6 +222,8 @@ class ZeroShotVideoClassifier(LightningModule):
             "test": classification_metrics(len(names), "test/"),
         })
         self.counts = torch.nn.ModuleDict({s: SumMetric() for s in ("val", "test")})
+        self.confusion = torch.nn.ModuleDict({s: MulticlassConfusionMatrix(len(names)) for s in ("val", "test")})
+        self.last_results: dict[str, dict] = {}
         self.base_novel = torch.nn.ModuleDict({
             s: BaseNovelAccuracy(len(names), self.base_classes) for s in ("val", "test")
         }) if self.base_classes is not None else None
@@ -261,17 +264,20 @@ class ZeroShotVideoClassifier(LightningModule):
         probs = logits.softmax(-1).mean(1)
         self.metrics[stage].update(probs, batch["label"])
         self.counts[stage].update(len(batch["label"]))
+        self.confusion[stage].update(probs, batch["label"])
         if self.base_novel is not None:
             self.base_novel[stage].update(logits.mean(1), batch["label"])
 
     def _eval_epoch_end(self, stage: str) -> None:
-        self.log_dict(self.metrics[stage].compute())
-        self.log(f"{stage}/videos", self.counts[stage].compute())
-        self.metrics[stage].reset()
-        self.counts[stage].reset()
+        results = {k: float(v) for k, v in self.metrics[stage].compute().items()}
+        results[f"{stage}/videos"] = float(self.counts[stage].compute())
         if self.base_novel is not None:
-            self.log_dict({f"{stage}/{k}": v for k, v in self.base_novel[stage].compute().items()})
+            results.update({f"{stage}/{k}": float(v) for k, v in self.base_novel[stage].compute().items()})
             self.base_novel[stage].reset()
+        self.log_dict(results)
+        self.last_results[stage] = {"metrics": results, "confusion": self.confusion[stage].compute().cpu()}
+        for m in (self.metrics[stage], self.counts[stage], self.confusion[stage]):
+            m.reset()
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         self._eval_step(batch, "val")
@@ -384,6 +390,24 @@ class ZeroShotVideoClassifier(LightningModule):
             results += [[(labels[j], float(s)) for j, s in zip(i.tolist(), sc.tolist())]
                         for i, sc in zip(idx.cpu(), scores.cpu())]
         return results[0] if single else results
+
+
+    @torch.inference_mode()
+    def explain(self, video: str | Path, labels: Sequence[str], num_frames: int = 16, top_k: int = 3,
+                save_to: str | Path | None = None):
+        """Per-frame label scores of one video and a picture of them (frames strip + scores over time).
+
+        Returns ``(timeline, figure)``; ``timeline.span(label, threshold)`` says when a label holds.
+        """
+        from zsvc_pl.plots import explain_figure, save
+        from zsvc_pl.timeline import video_timeline
+
+        self.eval()
+        tl = video_timeline(self, video, validate_labels(list(labels)), num_frames)
+        fig = explain_figure(tl, top_k=top_k)
+        if save_to:
+            save(fig, save_to)
+        return tl, fig
 
 
 __all__ = ["ZeroShotVideoClassifier", "BackboneMismatchError", "freeze"]

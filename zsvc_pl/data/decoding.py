@@ -32,6 +32,7 @@ class Video(Protocol):
     """An opened video: its frame count and random access to frames as uint8 RGB ``[T, H, W, 3]``."""
 
     num_frames: int
+    fps: float
 
     def get(self, indices: Sequence[int]) -> np.ndarray: ...
 
@@ -56,6 +57,7 @@ class _DecordVideo:
         w, h = scaled_size(width, height, short_side)
         self._vr = decord.VideoReader(path, ctx=decord.cpu(0), width=w, height=h, num_threads=1)
         self.num_frames = len(self._vr)
+        self.fps = float(self._vr.get_avg_fps() or 0.0) or 25.0
 
     def get(self, indices: Sequence[int]) -> np.ndarray:
         return self._vr.get_batch(list(indices)).asnumpy()
@@ -74,6 +76,7 @@ class _PyAVVideo:
                 raise VideoDecodeError(path, "no video stream in the file")
             stream = container.streams.video[0]
             self.width, self.height = stream.codec_context.width, stream.codec_context.height
+            self.fps = float(stream.average_rate or stream.guessed_rate or 25.0)
             count = stream.frames
             if count <= 0:
                 count = sum(1 for _ in container.decode(stream))
