@@ -67,3 +67,23 @@ def test_predict_writes_one_row_per_video(tiny_ckpt, video_root, tmp_path):
 def test_python_m_entry_point():
     res = subprocess.run([sys.executable, "-m", "zsvc_pl", "--help"], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0 and "fit" in res.stdout and "predict" in res.stdout
+
+
+def test_predict_resumes_after_an_interruption(tiny_ckpt, video_root, tmp_path):
+    out = tmp_path / "tags.csv"
+    argv = ["predict", "--model.model_name", str(TINY_CONFIG), "--model.pretrained", tiny_ckpt,
+            "--data.predict_root", str(video_root / "test"), "--data.class_names", '["jump", "run"]',
+            "--data.frame_size", "32", "--data.num_frames", "4", "--data.num_workers", "0", "--data.batch_size", "2",
+            "--predictions.output", str(out), "--trainer.logger", "false", "--trainer.default_root_dir", str(tmp_path)]
+    main(argv)
+    full = list(csv.DictReader(open(out)))
+    assert len(full) == 8
+    # simulate an interruption after 3 videos: only a partial file with 3 rows (last line cut) is left
+    lines = out.read_text().splitlines(keepends=True)
+    out.unlink()
+    (tmp_path / ".tags.csv.partial").write_text("".join(lines[:4]) + lines[4][:10])
+    cli = main(argv)
+    assert len(cli.datamodule.predict_set) == 5
+    rows = list(csv.DictReader(open(out)))
+    assert sorted(r["path"] for r in rows) == sorted(r["path"] for r in full)
+    assert not (tmp_path / ".tags.csv.partial").exists()

@@ -79,8 +79,28 @@ class RunReport(Callback):
         self._end(trainer, pl_module, "predict")
 
 
+def done_paths(output: str | Path) -> set[str]:
+    """Videos already in a predictions file or in the partial file of an interrupted run."""
+    output = Path(output)
+    done: set[str] = set()
+    for f in (output, output.with_name(f".{output.name}.partial")):
+        if not f.is_file():
+            continue
+        if f.name.endswith((".csv", ".csv.partial")):
+            done |= {row["path"] for row in csv.DictReader(open(f, newline="")) if row.get("path")}
+        else:
+            for line in f.read_text().splitlines():
+                try:
+                    done.add(json.loads(line)["path"])
+                except (ValueError, KeyError):
+                    continue  # a line cut by the interruption
+    return done
+
+
 class PredictionWriter(BasePredictionWriter):
-    """Writes one row per video (path, top-k labels, scores) to CSV or JSON Lines, atomically.
+    """Writes one row per video (path, top-k labels, scores) to CSV or JSON Lines, atomically: rows go to a
+    hidden ``.partial`` file that replaces the output at the end. A rerun with the same ``output`` keeps the
+    rows already written (the data module skips those videos), so an interrupted tagging job resumes.
 
     Args:
         output: file to write; ``.csv`` or ``.jsonl``/``.json``. Default: ``predictions.csv`` in the run folder.
@@ -98,7 +118,20 @@ class PredictionWriter(BasePredictionWriter):
         target.parent.mkdir(parents=True, exist_ok=True)
         self._target = target
         self._tmp = target.with_name(f".{target.name}.partial")
-        self._tmp.write_text("")
+        kept = self._previous_rows(target)
+        with open(self._tmp, "w", newline="") as f:
+            f.write(kept)
+
+    def _previous_rows(self, target: Path) -> str:
+        """Rows of an earlier complete or interrupted run with the same output (header kept once)."""
+        text = ""
+        for f in (target, self._tmp):
+            if f.is_file():
+                lines = [line for line in f.read_text().splitlines(keepends=True) if line.endswith("\n")]
+                if target.suffix == ".csv" and text and lines:
+                    lines = lines[1:]
+                text += "".join(lines)
+        return text
 
     def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx):
         if not prediction:

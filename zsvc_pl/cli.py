@@ -19,6 +19,7 @@ class ZsvcCLI(LightningCLI):
         parser.add_lightning_class_args(PredictionWriter, "predictions")
         parser.add_lightning_class_args(RunReport, "report")
         parser.add_lightning_class_args(ResultPlots, "plots")
+        parser.link_arguments("predictions.output", "data.skip_done")
 
 
 def main(args: ArgsType = None) -> ZsvcCLI:

@@ -10,6 +10,7 @@ import torch
 import torch.distributed as dist
 from lightning import LightningDataModule
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
+from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader
 
 from zsvc_pl.data.datasets import (
@@ -49,6 +50,8 @@ class VideoDataModule(LightningDataModule):
         fold: official split number (1-3).
         class_names: the classes and their order; overrides what the format provides.
         predict_root: a folder (searched recursively) or a single video to predict on.
+        skip_done: a predictions file (CSV/JSONL) of an earlier run: videos already in it, or in its partial file
+            from an interrupted run, are not predicted again (the CLI links ``predictions.output`` here).
         base_novel: ``None``; ``auto`` (the most frequent half of the classes in the training set is base,
             ties broken by name); or a file with one base class name per line.
         k_shot: keep at most K training videos per class (drawn with ``seed``).
@@ -73,6 +76,7 @@ class VideoDataModule(LightningDataModule):
         fold: int = 1,
         class_names: list[str] | None = None,
         predict_root: str | None = None,
+        skip_done: str | None = None,
         base_novel: str | None = None,
         k_shot: int | None = None,
         num_frames: int = 8,
@@ -197,7 +201,15 @@ class VideoDataModule(LightningDataModule):
             source = self.hparams.predict_root or self.root
             if source is None:
                 raise ValueError("predict needs data.predict_root (a folder or a video file)")
-            self.predict_set = self._dataset([VideoRecord(p) for p in list_videos(source)], train=False)
+            paths = list_videos(source)
+            if self.hparams.skip_done:
+                from zsvc_pl.callbacks import done_paths
+
+                done = done_paths(self.hparams.skip_done)
+                paths = [p for p in paths if p not in done]
+                if done:
+                    rank_zero_info(f"zsvc_pl predict: {len(done)} video(s) already done, {len(paths)} to go")
+            self.predict_set = self._dataset([VideoRecord(p) for p in paths], train=False)
 
     def _loader(self, dataset: VideoClassificationDataset, shuffle: bool) -> DataLoader:
         sampler = None
