@@ -1,0 +1,75 @@
+"""Search and moderation on demo videos whose content is known, with the shipped demo backbone."""
+
+import csv
+import shutil
+from pathlib import Path
+
+import pytest
+
+from zsvc_pl.demo.world import generate_dataset, static_label
+from zsvc_pl.moderation import flag_videos, load_rules, main as moderation_main
+from zsvc_pl.search import VideoIndex, main as search_main
+
+OBJECTS = [("red", "circle", "left"), ("blue", "square", "top"), ("green", "triangle", "right"),
+           ("yellow", "cross", "bottom")]
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory):
+    root = tmp_path_factory.mktemp("library")
+    generate_dataset(root, {"lib": 1}, OBJECTS, seed=4, labels="static")
+    return root / "lib"
+
+
+def video_of(root: Path, colour: str, shape: str) -> str:
+    return str(next((root / static_label(colour, shape)).glob("*.mp4")))
+
+
+def test_search_finds_the_described_video_and_updates_incrementally(demo_model, library, tmp_path):
+    lib = tmp_path / "lib"
+    shutil.copytree(library, lib)
+    videos = sorted(str(p) for p in lib.rglob("*.mp4"))
+    index = VideoIndex(demo_model.backbone_identity)
+    assert index.update(demo_model, videos[:3]) == {"kept": 0, "added": 3, "failed": 0}
+    assert index.update(demo_model, videos) == {"kept": 3, "added": 1, "failed": 0}
+    for colour, shape, _ in OBJECTS:
+        best, score = index.search(demo_model, f"a photo of a {colour} {shape}.", top_k=4)[0]
+        assert best == video_of(lib, colour, shape)
+    index.save(tmp_path / "i.idx")
+    again = VideoIndex.load(tmp_path / "i.idx")
+    assert again.update(demo_model, videos[1:]) == {"kept": 3, "added": 0, "failed": 0}
+    assert len(again.paths) == 3
+
+
+def test_search_command(demo_model, library, tmp_path, capsys):
+    args = ["--index", str(tmp_path / "v.idx"), "--model-name", "demo", "--pretrained", "demo"]
+    search_main(["index", str(library), *args])
+    assert "indexed 4 videos (4 encoded" in capsys.readouterr().out
+    search_main(["query", "a blue square", *args, "--top-k", "1"])
+    assert static_label("blue", "square") in capsys.readouterr().out
+
+
+def test_moderation_flags_with_time_span(demo_model, library, tmp_path):
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("flags:\n  a red circle: 0.6\nothers: [a blue square, a green triangle, a yellow cross]\n")
+    flags, others = load_rules(rules)
+    videos = sorted(str(p) for p in library.rglob("*.mp4"))
+    found, errors = flag_videos(demo_model, videos, flags, others, num_frames=8)
+    assert not errors
+    assert [f.path for f in found] == [video_of(library, "red", "circle")]
+    f = found[0]
+    assert f.score >= 0.6 and f.start_s <= f.peak_s <= f.end_s
+    out = tmp_path / "flags.csv"
+    moderation_main(["--rules", str(rules), "--videos", str(library), "--out", str(out), "--model-name", "demo",
+                     "--pretrained", "demo", "--num-frames", "8"])
+    assert [r["label"] for r in csv.DictReader(open(out))] == ["a red circle"]
+
+
+def test_rules_are_validated(tmp_path):
+    bad = tmp_path / "r.yaml"
+    bad.write_text("flags:\n  x: 1.5\n")
+    with pytest.raises(ValueError, match="thresholds"):
+        load_rules(bad)
+    bad.write_text("others: [a]\n")
+    with pytest.raises(ValueError, match="no 'flags'"):
+        load_rules(bad)
