@@ -1,5 +1,6 @@
 """Pictures of results: one video's frames and label scores over time; confusion, per-class and base/novel
-bars after a test. Matplotlib with the Agg backend: files, no screen needed."""
+bars after a test. Plain matplotlib ``Figure`` objects (no pyplot): they save without a screen and show inline
+in notebooks, and the user's matplotlib backend is left alone."""
 
 from __future__ import annotations
 
@@ -7,12 +8,10 @@ import textwrap
 from pathlib import Path
 
 import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from zsvc_pl.timeline import Timeline  # noqa: E402
+from zsvc_pl.timeline import Timeline
 
 
 def _wrap(label: str, width: int = 28) -> str:
@@ -24,7 +23,7 @@ def explain_figure(tl: Timeline, top_k: int = 3, max_frames: int = 8):
     mean = tl.scores.mean(0)
     top = np.argsort(-mean)[:top_k]
     show = np.linspace(0, len(tl.times) - 1, min(max_frames, len(tl.times))).round().astype(int)
-    fig = plt.figure(figsize=(1.6 * len(show), 5.2), layout="constrained")
+    fig = Figure(figsize=(1.6 * len(show), 5.2), layout="constrained")
     grid = fig.add_gridspec(2, len(show), height_ratios=[1, 1.6])
     for col, t in enumerate(show):
         ax = fig.add_subplot(grid[0, col])
@@ -32,7 +31,7 @@ def explain_figure(tl: Timeline, top_k: int = 3, max_frames: int = 8):
         ax.set_title(f"{tl.times[t]:.1f} s", fontsize=9)
         ax.axis("off")
     ax = fig.add_subplot(grid[1, :])
-    colours = plt.get_cmap("tab10")
+    colours = matplotlib.colormaps["tab10"]
     for rank, c in enumerate(top):
         ax.plot(tl.times, tl.scores[:, c], marker="o", ms=3, color=colours(rank),
                 label=f"{tl.labels[c]} (mean {mean[c]:.2f})")
@@ -54,7 +53,8 @@ def confusion_figure(confusion: np.ndarray, labels: list[str], max_classes: int 
     norm = conf / np.maximum(conf.sum(1, keepdims=True), 1)
     n = len(labels)
     size = max(5.0, 0.42 * n + 3)
-    fig, ax = plt.subplots(figsize=(size, size), layout="constrained")
+    fig = Figure(figsize=(size, size), layout="constrained")
+    ax = fig.subplots()
     im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
     ax.set_xticks(range(n), [_wrap(x, 24) for x in labels], rotation=60, ha="right", fontsize=8)
     ax.set_yticks(range(n), [_wrap(x, 24) for x in labels], fontsize=8)
@@ -75,7 +75,8 @@ def _confused_pairs_figure(conf: np.ndarray, labels: list[str], top: int):
     np.fill_diagonal(off, 0)
     flat = np.argsort(-off, axis=None)[:top]
     pairs = [(int(i // off.shape[1]), int(i % off.shape[1])) for i in flat if off.flat[i] > 0]
-    fig, ax = plt.subplots(figsize=(9, max(2.5, 0.32 * len(pairs) + 1.2)), layout="constrained")
+    fig = Figure(figsize=(9, max(2.5, 0.32 * len(pairs) + 1.2)), layout="constrained")
+    ax = fig.subplots()
     if not pairs:
         ax.text(0.5, 0.5, "no confusions: every video classified correctly", ha="center", va="center")
         ax.axis("off")
@@ -100,7 +101,8 @@ def per_class_figure(confusion: np.ndarray, labels: list[str], base: list[int] |
     acc = np.diag(conf) / np.maximum(conf.sum(1), 1)
     order = np.argsort(acc, kind="stable")[:max_classes]
     n = len(order)
-    fig, ax = plt.subplots(figsize=(7, max(3.0, 0.22 * n + 1)), layout="constrained")
+    fig = Figure(figsize=(7, max(3.0, 0.22 * n + 1)), layout="constrained")
+    ax = fig.subplots()
     base_set = set(base or [])
     colours = ["tab:blue" if (not base or i in base_set) else "tab:orange" for i in order]
     ax.barh(range(n), acc[order], color=colours)
@@ -117,7 +119,8 @@ def base_novel_figure(metrics: dict[str, float]):
     """Base, novel and harmonic-mean top-1 as bars."""
     names = ["base_top1", "novel_top1", "hm"]
     values = [100 * metrics[k] for k in names]
-    fig, ax = plt.subplots(figsize=(4.5, 3.5), layout="constrained")
+    fig = Figure(figsize=(4.5, 3.5), layout="constrained")
+    ax = fig.subplots()
     bars = ax.bar(["base", "novel", "HM"], values, color=["tab:blue", "tab:orange", "tab:green"])
     ax.bar_label(bars, fmt="%.1f")
     ax.set_ylim(0, 105)
@@ -131,5 +134,4 @@ def save(fig, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
