@@ -192,7 +192,7 @@ def main() -> None:
     if args.out:
         Path(args.out).write_text(json.dumps(res, indent=1))
     v = len(paths)
-    print(f"\n| pipeline | videos/s | s total | peak MB |\n|---|---|---|---|")
+    print("\n| pipeline | videos/s | s total | peak MB |\n|---|---|---|---|")
     for name in ("encoder_only", "zsvc_pl", "conventional"):
         r = res[name]
         print(f"| {name} | {v / r['seconds']:.2f} | {r['seconds']:.1f} | {r['peak_mb']:.0f} |")

@@ -3,8 +3,8 @@ import time
 import pytest
 import torch
 
-from zsvc_pl.backbone import BackboneLoadError, load_clip
 from tests.conftest import TINY_CONFIG
+from zsvc_pl.backbone import BackboneLoadError, load_clip
 
 
 def test_loads_config_json_and_local_checkpoint(tiny_ckpt):

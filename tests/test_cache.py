@@ -5,9 +5,9 @@ from pathlib import Path
 
 import torch
 
+from tests.conftest import TINY_CONFIG
 from zsvc_pl import ZeroShotVideoClassifier
 from zsvc_pl.cache import FeatureCache
-from tests.conftest import TINY_CONFIG
 
 LABELS = ["a red circle", "a blue square", "a green triangle"]
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import yaml
 
-from zsvc_pl.cli import main
 from tests.conftest import TINY_CONFIG
+from zsvc_pl.cli import main
 
 
 def args(stage, tiny_ckpt, root, out, *extra):

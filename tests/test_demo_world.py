@@ -4,8 +4,7 @@ import numpy as np
 import torch
 
 from zsvc_pl.demo.pretrain import caption, make_batch, pretrain, soft_targets, tokenize_with_noise
-from zsvc_pl.demo.world import (DIRECTIONS, all_classes, base_novel_classes, generate_dataset, motion_label,
-                                render_video)
+from zsvc_pl.demo.world import DIRECTIONS, all_classes, base_novel_classes, generate_dataset, motion_label, render_video
 
 
 def test_direction_is_invisible_to_frame_averages_but_visible_in_order():
@@ -34,7 +33,9 @@ def test_generation_is_deterministic_and_labelled(tmp_path):
 def test_base_novel_split_keeps_every_word_in_base():
     base, novel = base_novel_classes()
     assert len(base) == len(novel) == 48 and not set(base) & set(novel)
-    words = lambda labels: {w for label in labels for w in label.split()}
+    def words(labels: list[str]) -> set[str]:
+        return {w for label in labels for w in label.split()}
+
     assert words(novel) <= words(base)
     assert {label.split(" moving")[0] for label in base}.isdisjoint({label.split(" moving")[0] for label in novel})
 

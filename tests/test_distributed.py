@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 from lightning import Trainer
 
-from zsvc_pl import VideoDataModule, ZeroShotVideoClassifier
 from tests.conftest import TINY_CONFIG
+from zsvc_pl import VideoDataModule, ZeroShotVideoClassifier
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,8 @@ import pytest
 import torch
 from lightning import Trainer
 
-from zsvc_pl import BackboneMismatchError, VideoDataModule, ZeroShotVideoClassifier
 from tests.conftest import TINY_CONFIG
+from zsvc_pl import BackboneMismatchError, VideoDataModule, ZeroShotVideoClassifier
 
 LABELS = ["a red circle moving to the left", "a red circle moving to the right", "a blue square moving to the top",
           "a green triangle moving to the bottom"]

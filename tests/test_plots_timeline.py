@@ -1,6 +1,5 @@
 """Where in the video, and the pictures: spans are right on a video whose content is known, figures are files."""
 
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -1,7 +1,13 @@
 import pytest
 
-from zsvc_pl.prompts import (TEMPLATE_SETS, class_prompts, humanize_label, load_descriptions, load_templates,
-                             validate_labels)
+from zsvc_pl.prompts import (
+    TEMPLATE_SETS,
+    class_prompts,
+    humanize_label,
+    load_descriptions,
+    load_templates,
+    validate_labels,
+)
 
 
 @pytest.mark.parametrize("name,words", [

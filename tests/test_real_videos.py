@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import TINY_CONFIG
 from zsvc_pl import VideoDataModule
 from zsvc_pl.cli import main
-from tests.conftest import TINY_CONFIG
 
 ROOT = os.environ.get("ZSVC_REAL_VIDEOS")
 pytestmark = pytest.mark.skipif(not ROOT or not Path(ROOT, "manifest.csv").is_file(),

@@ -33,3 +33,42 @@ def test_invalid_requests_raise():
         segment_indices(0, 8)
     with pytest.raises(ValueError, match="positive"):
         segment_indices(10, 0)
+
+
+def test_adaptive_indices_follow_the_change():
+    from zsvc_pl.data.sampling import adaptive_indices
+
+    positions = list(range(0, 100, 10))  # 10 probe frames
+    change = [0, 0, 0, 0, 0, 0, 5, 5, 0, 0]  # all the change happens around frames 60 and 70
+    # all frames land in the stretch the two changing probes stand for (55..75), spread evenly
+    assert adaptive_indices(positions, change, 4, 100, uniform_weight=0.0) == [58, 63, 68, 73]
+    mixed = adaptive_indices(positions, change, 10, 100, uniform_weight=0.2)
+    assert sum(55 <= p < 75 for p in mixed) >= 7 and min(mixed) < 55
+    assert adaptive_indices(positions, [0] * 10, 5, 100) == [5, 25, 45, 65, 85]  # no change: uniform
+    assert adaptive_indices([0, 1, 2], [1, 1, 1], 6, 3) == [0, 0, 1, 1, 2, 2]  # short video: repeats
+
+
+def test_change_scores_see_a_small_object_through_noise():
+    from zsvc_pl.data.sampling import change_scores
+
+    rng = np.random.default_rng(0)
+    probe = rng.normal(100, 8, (6, 32, 32, 3)).clip(0, 255).astype(np.uint8)
+    probe[3, 10:14, 10:14] = 250  # a small object in frame 3 only
+    scores = change_scores(probe)
+    assert scores.argmax() == 3 and scores[3] > 2 * np.median(scores)
+
+
+def test_adaptive_dataset_sampling_finds_a_short_event(tmp_path):
+    from zsvc_pl.data.datasets import VideoClassificationDataset, VideoRecord
+    from zsvc_pl.demo.world import render_video, write_video
+
+    frames = render_video("red", "circle", "left", np.random.default_rng(3), 64, 40, event=0.2)
+    red = (frames[..., 0] > 180) & (frames[..., 1] < 90)
+    visible = {i for i in range(40) if red[i].sum() > 20}
+    write_video(tmp_path / "v.mp4", frames)
+    ds = VideoClassificationDataset([VideoRecord(str(tmp_path / "v.mp4"))], FrameSampler(8, adaptive=True),
+                                    frame_size=64)
+    picked = ds._adaptive(str(tmp_path / "v.mp4"), 40)
+    uniform = FrameSampler(8)(40)[0]
+    assert sum(i in visible for i in picked) > sum(i in visible for i in uniform)
+    assert ds[0]["video"].shape == (1, 8, 3, 64, 64)

@@ -7,8 +7,10 @@ from pathlib import Path
 import pytest
 
 from zsvc_pl.demo.world import generate_dataset, static_label
-from zsvc_pl.moderation import flag_videos, load_rules, main as moderation_main
-from zsvc_pl.search import VideoIndex, main as search_main
+from zsvc_pl.moderation import flag_videos, load_rules
+from zsvc_pl.moderation import main as moderation_main
+from zsvc_pl.search import VideoIndex
+from zsvc_pl.search import main as search_main
 
 OBJECTS = [("red", "circle", "left"), ("blue", "square", "top"), ("green", "triangle", "right"),
            ("yellow", "cross", "bottom")]

@@ -151,7 +151,8 @@ def _create(name: str, pretrained: str | None, cache_dir: str | None, full_name:
         ) from e
 
 
-def load_clip(model_name: str = "ViT-B-32", pretrained: str | None = "openai", cache_dir: str | None = None) -> Backbone:
+def load_clip(model_name: str = "ViT-B-32", pretrained: str | None = "openai",
+              cache_dir: str | None = None) -> Backbone:
     """Build a frozen open_clip model in eval mode, with its tokenizer and preprocessing facts."""
     import open_clip
 
@@ -176,10 +177,9 @@ def load_clip(model_name: str = "ViT-B-32", pretrained: str | None = "openai", c
     pp = getattr(model.visual, "preprocess_cfg", {}) or {}
     size = pp.get("size", getattr(model.visual, "image_size", 224))
     size = size[0] if isinstance(size, (tuple, list)) else int(size)
-    tokenizer = open_clip.get_tokenizer(name if not name.startswith("hf-hub:") else name, cache_dir=cache_dir)
-    embed_dim = int(model.text_projection.shape[-1]) if hasattr(model, "text_projection") and isinstance(
-        model.text_projection, torch.Tensor
-    ) else int(model.encode_text(tokenizer(["a"])).shape[-1])
+    tokenizer = open_clip.get_tokenizer(name, cache_dir=cache_dir)
+    with torch.no_grad():
+        embed_dim = int(model.encode_text(tokenizer(["a"])).shape[-1])
     return Backbone(
         model=model,
         tokenizer=tokenizer,
@@ -198,3 +198,14 @@ def freeze(model: nn.Module) -> nn.Module:
     for p in model.parameters():
         p.requires_grad_(False)
     return model.eval()
+
+
+def quantize_image_tower(model: nn.Module) -> nn.Module:
+    """int8 dynamic quantisation of the image tower's linear layers (CPU inference only).
+
+    In open_clip ViTs this covers the MLPs; attention projections stay fp32 (PyTorch does not quantise them).
+    """
+    from torch.ao.quantization import quantize_dynamic
+
+    model.visual = quantize_dynamic(model.visual, {nn.Linear}, dtype=torch.qint8)
+    return model

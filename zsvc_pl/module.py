@@ -19,7 +19,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from torchmetrics.aggregation import SumMetric
 from torchmetrics.classification import MulticlassConfusionMatrix
 
-from zsvc_pl.backbone import freeze, load_clip
+from zsvc_pl.backbone import load_clip, quantize_image_tower
 from zsvc_pl.cache import FeatureCache
 from zsvc_pl.data.datasets import VideoClassificationDataset, VideoRecord
 from zsvc_pl.data.sampling import FrameSampler
@@ -31,7 +31,8 @@ from zsvc_pl.text import PromptLearner, encode_prompts
 
 log = logging.getLogger(__name__)
 # By design: checkpoints hold no backbone weights, and the frozen backbone stays in eval mode.
-warnings.filterwarnings("ignore", message=r"Found keys that are in the model state dict but not in the checkpoint: \['backbone")
+warnings.filterwarnings("ignore", message=r"Found keys that are in the model state dict but not in the checkpoint: "
+                                          r"\['backbone")
 warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
 
 
@@ -54,6 +55,8 @@ class ZeroShotVideoClassifier(LightningModule):
         descriptions: YAML/JSON mapping class name -> descriptions/synonyms.
         descriptions_mode: ``add`` descriptions to the class name or ``replace`` it.
         num_frames: frames per video for the Python API (``classify``, ``encode_videos``).
+        sampling: how the Python API picks frames: ``uniform`` (segment centres) or ``adaptive`` (where the
+            content changes, from a low-resolution probe pass).
         temporal: ``mean``, ``text_attention`` (parameter-free) or ``transformer`` (learnable).
         temporal_depth, temporal_heads, max_frames: transformer settings.
         attention_temperature: softmax temperature of ``text_attention``.
@@ -68,6 +71,8 @@ class ZeroShotVideoClassifier(LightningModule):
         cache_dir: where open_clip looks for and stores downloaded weights.
         feature_cache: folder for per-video frame features used by ``classify``/``encode_videos``: the second
             pass over the same files skips decoding and the image tower.
+        quantize: int8 dynamic quantisation of the image tower's linear layers, for CPU inference
+            (``benchmarks/quantization.py`` measures its speed and agreement with fp32).
     """
 
     def __init__(
@@ -79,6 +84,7 @@ class ZeroShotVideoClassifier(LightningModule):
         descriptions: str | None = None,
         descriptions_mode: str = "add",
         num_frames: int = 8,
+        sampling: str = "uniform",
         temporal: str = "mean",
         temporal_depth: int = 1,
         temporal_heads: int = 4,
@@ -96,15 +102,20 @@ class ZeroShotVideoClassifier(LightningModule):
         top_k: int = 5,
         cache_dir: str | None = None,
         feature_cache: str | None = None,
+        quantize: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
         bb = load_clip(model_name, pretrained, cache_dir)
+        if quantize:
+            quantize_image_tower(bb.model)
         self.backbone = bb.model
         self.tokenizer = bb.tokenizer
         self.backbone_identity = bb.identity
         self.image_size = bb.image_size
         self.normalize = ClipNormalize(bb.image_size, bb.mean, bb.std, bb.interpolation)
+        if sampling not in ("uniform", "adaptive"):
+            raise ValueError(f"sampling must be 'uniform' or 'adaptive', got {sampling!r}")
         self.class_names = validate_labels(class_names) if class_names else None
         self.base_classes = list(base_classes) if base_classes is not None else None
         self.templates = load_templates(templates)
@@ -328,7 +339,8 @@ class ZeroShotVideoClassifier(LightningModule):
 
     # --- Python API ---------------------------------------------------------------------------------
     def _loader(self, paths: Sequence[str], num_clips: int = 1, num_crops: int = 1) -> VideoClassificationDataset:
-        sampler = FrameSampler(self.hparams.num_frames, num_clips)
+        adaptive = self.hparams.sampling == "adaptive"
+        sampler = FrameSampler(self.hparams.num_frames, 1 if adaptive else num_clips, adaptive=adaptive)
         return VideoClassificationDataset([VideoRecord(str(p)) for p in paths], sampler, self.image_size,
                                           num_crops, on_error="raise")
 
@@ -336,7 +348,8 @@ class ZeroShotVideoClassifier(LightningModule):
     def _video_frames(self, paths: Sequence[str], batch_size: int, num_clips: int, num_crops: int):
         """Frame features ``[b, V, T, D]`` batch by batch, from the feature cache where possible."""
         ds = self._loader(paths, num_clips, num_crops)
-        sampling = f"frames={self.hparams.num_frames},clips={num_clips},crops={num_crops},size={self.image_size}"
+        sampling = (f"{self.hparams.sampling},frames={self.hparams.num_frames},clips={num_clips},crops={num_crops},"
+                    f"size={self.image_size}")
         for start in range(0, len(ds), batch_size):
             chunk = [ds.records[i].path for i in range(start, min(start + batch_size, len(ds)))]
             feats: list[torch.Tensor | None] = [None] * len(chunk)
@@ -410,4 +423,4 @@ class ZeroShotVideoClassifier(LightningModule):
         return tl, fig
 
 
-__all__ = ["ZeroShotVideoClassifier", "BackboneMismatchError", "freeze"]
+__all__ = ["ZeroShotVideoClassifier", "BackboneMismatchError"]

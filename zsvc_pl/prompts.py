@@ -66,7 +66,8 @@ def load_templates(spec: str | list[str]) -> list[str]:
             templates = [spec]
         else:
             raise ValueError(
-                f"templates '{spec}' is neither a built-in set {sorted(TEMPLATE_SETS)}, a file, nor a template with '{{}}'"
+                f"templates '{spec}' is neither a built-in set {sorted(TEMPLATE_SETS)}, a file, "
+                "nor a template with '{}'"
             )
     else:
         templates = list(spec)

@@ -56,6 +56,8 @@ class VideoDataModule(LightningDataModule):
             ties broken by name); or a file with one base class name per line.
         k_shot: keep at most K training videos per class (drawn with ``seed``).
         num_frames, num_clips, num_crops: frames per view, temporal views and spatial views at evaluation.
+        sampling: ``uniform`` or ``adaptive`` frame choice at evaluation and prediction (training always draws
+            a random frame per segment).
         frame_size: side of the square frames given to the model.
         batch_size, num_workers: DataLoader settings.
         on_error: ``skip`` unreadable videos (counted and reported) or ``raise``.
@@ -82,6 +84,7 @@ class VideoDataModule(LightningDataModule):
         num_frames: int = 8,
         num_clips: int = 1,
         num_crops: int = 1,
+        sampling: str = "uniform",
         frame_size: int = 224,
         batch_size: int = 8,
         num_workers: int = 2,
@@ -184,7 +187,8 @@ class VideoDataModule(LightningDataModule):
 
     def _dataset(self, records: list[VideoRecord], train: bool) -> VideoClassificationDataset:
         hp = self.hparams
-        sampler = FrameSampler(hp.num_frames, 1 if train else hp.num_clips, random=train)
+        adaptive = hp.sampling == "adaptive" and not train
+        sampler = FrameSampler(hp.num_frames, 1 if train or adaptive else hp.num_clips, random=train, adaptive=adaptive)
         return VideoClassificationDataset(records, sampler, hp.frame_size, 1 if train else hp.num_crops,
                                           hp.on_error, hp.backend, hp.decode_timeout)
 

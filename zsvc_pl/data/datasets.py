@@ -12,7 +12,7 @@ import torch
 from torch.utils.data import Dataset
 
 from zsvc_pl.data.decoding import VIDEO_EXTENSIONS, VideoDecodeError, open_video, read_frames
-from zsvc_pl.data.sampling import FrameSampler
+from zsvc_pl.data.sampling import FrameSampler, adaptive_indices, change_scores, segment_indices
 from zsvc_pl.data.transforms import square_crops
 
 log = logging.getLogger(__name__)
@@ -149,7 +149,10 @@ class VideoClassificationDataset(Dataset):
     def load(self, path: str, rng: np.random.Generator | None = None) -> torch.Tensor:
         """Frames of one video as uint8 ``[V, T, 3, S, S]``; raises ``VideoDecodeError``."""
         video = open_video(path, short_side=self.frame_size, backend=self.backend)
-        clips = self.sampler(video.num_frames, rng)
+        if self.sampler.adaptive:
+            clips = [self._adaptive(path, video.num_frames)]
+        else:
+            clips = self.sampler(video.num_frames, rng)
         flat = [i for clip in clips for i in clip]
         frames = read_frames(video, flat, path)
         if frames.shape[0] != len(flat) or frames.shape[-1] != 3:
@@ -157,6 +160,13 @@ class VideoClassificationDataset(Dataset):
         t = self.sampler.num_frames
         views = [square_crops(frames[c * t : (c + 1) * t], self.frame_size, self.num_crops) for c in range(len(clips))]
         return torch.cat(views)
+
+    def _adaptive(self, path: str, num_total: int) -> list[int]:
+        """Frame indices from a cheap low-resolution probe pass (32 px) over the video."""
+        positions = segment_indices(num_total, min(self.sampler.probe_frames, num_total))
+        positions = sorted(set(positions))
+        probe = read_frames(open_video(path, short_side=32, backend=self.backend), positions, path)
+        return adaptive_indices(positions, change_scores(probe), self.sampler.num_frames, num_total)
 
     def _load_with_limit(self, path: str, rng: np.random.Generator | None) -> torch.Tensor:
         """``load`` in a daemon thread, abandoned after ``timeout_s`` (a hung C call cannot be interrupted)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 
@@ -31,6 +32,44 @@ def random_segment_indices(num_total: int, num_frames: int, rng: np.random.Gener
     return np.minimum(picks, num_total - 1).tolist()
 
 
+def change_scores(probe: np.ndarray, top_fraction: float = 0.02) -> np.ndarray:
+    """How much each probe frame differs from its neighbours: the mean of the largest ``top_fraction`` of
+    absolute grey-level differences, so a small moving object counts and pixel noise does not.
+    ``probe`` is uint8 ``[P, H, W, 3]`` (a low-resolution pass over the video)."""
+    grey = probe.astype(np.float32).mean(-1).reshape(len(probe), -1)
+    if len(grey) < 2:
+        return np.zeros(len(grey))
+    diff = np.abs(np.diff(grey, axis=0))
+    k = max(1, int(diff.shape[1] * top_fraction))
+    step = np.sort(diff, axis=1)[:, -k:].mean(1)  # change between probe i and i + 1
+    padded = np.concatenate([[step[0]], step, [step[-1]]])
+    return (padded[:-1] + padded[1:]) / 2
+
+
+def adaptive_indices(positions: Sequence[int], change: Sequence[float], num_frames: int, num_total: int,
+                     uniform_weight: float = 0.2) -> list[int]:
+    """Frames at equal steps of cumulative content change, from probe frames at ``positions``.
+
+    Each probe frame stands for the stretch of video around it; its share of the frames is
+    ``(1 - uniform_weight) * change / sum(change) + uniform_weight / P``, so stretches where the picture
+    changes get most frames and static ones still get some. Inside a stretch frames are spread evenly (the
+    cumulative share is inverted piecewise-linearly). Without any change this is uniform sampling.
+    """
+    positions = np.asarray(positions, dtype=float)
+    change = np.clip(np.asarray(change, dtype=float), 0, None)
+    p = len(positions)
+    share = np.full(p, 1.0 / p)
+    if change.sum() > 0:
+        share = (1 - uniform_weight) * change / change.sum() + uniform_weight / p
+    mids = (positions[:-1] + positions[1:]) / 2
+    half = (positions[1] - positions[0]) / 2 if p > 1 else 0.5
+    edges = np.concatenate([[positions[0] - half], mids, [positions[-1] + half]])
+    cdf = np.concatenate([[0.0], np.cumsum(share)])
+    targets = (np.arange(num_frames) + 0.5) / num_frames
+    x = np.interp(targets, cdf, edges)
+    return np.clip(np.floor(x + 0.5), 0, num_total - 1).astype(int).tolist()
+
+
 @dataclass(frozen=True)
 class FrameSampler:
     """Chooses the frame indices of each temporal view of a video.
@@ -40,11 +79,15 @@ class FrameSampler:
         num_clips: temporal views; view ``v`` takes the frame at offset ``(v + 0.5) / num_clips``
             inside every segment, so views interleave and together cover the video.
         random: draw a random frame per segment (training) instead of fixed offsets.
+        adaptive: place frames where the content changes (see ``adaptive_indices``); the dataset makes a
+            low-resolution probe pass of ``probe_frames`` frames first. One clip only.
     """
 
     num_frames: int = 8
     num_clips: int = 1
     random: bool = False
+    adaptive: bool = False
+    probe_frames: int = 48
 
     def __call__(self, num_total: int, rng: np.random.Generator | None = None) -> list[list[int]]:
         """Return ``num_clips`` lists of ``num_frames`` indices into a video of ``num_total`` frames."""

@@ -49,8 +49,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"\nzsvc_pl demo: zero-shot, backbone {model.backbone_identity}, {model.hparams.num_frames} frames, "
           f"1 view, template 'a video of {{}}.', mean pooling; {n_videos} generated test videos "
           f"({gen_s:.0f} s to generate)\n")
-    print(f"| classes | top-1 | top-5 | mean class | direction | colour+shape | time |")
-    print(f"|---|---|---|---|---|---|---|")
+    print("| classes | top-1 | top-5 | mean class | direction | colour+shape | time |")
+    print("|---|---|---|---|---|---|---|")
     for name, m, secs, attrs in rows:
         direction = f"{100 * attrs['direction']:.1f}" if attrs else "-"
         cs = f"{100 * attrs['colour_shape']:.1f}" if attrs else f"{100 * m['test/top1']:.1f}"

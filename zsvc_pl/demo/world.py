@@ -104,16 +104,26 @@ def render_still(colour: str, shape: str, position: str, rng: np.random.Generato
 
 
 def render_video(colour: str, shape: str, direction: str, rng: np.random.Generator, size: int = 96,
-                 num_frames: int = 16) -> np.ndarray:
-    """uint8 ``[T, H, W, 3]``: the shape crossing the frame toward ``direction`` at a random speed."""
+                 num_frames: int = 16, event: float = 1.0) -> np.ndarray:
+    """uint8 ``[T, H, W, 3]``: the shape crossing the frame toward ``direction`` at a random speed.
+
+    With ``event < 1`` the crossing takes only that fraction of the frames, at a random moment; the other
+    frames show the empty background (a long video with one short event).
+    """
     start = rng.uniform(0.62, 0.86)
     end = rng.uniform(0.14, 0.38)
     across = rng.uniform(0.3, 0.7)
     r = rng.uniform(0.09, 0.16) * size
     bg = background(rng, size)
     noise = rng.uniform(2, 10)
+    active = max(2, int(round(event * num_frames)))
+    first = int(rng.integers(0, num_frames - active + 1))
     frames = []
-    for t in np.linspace(0.0, 1.0, num_frames):
+    for i in range(num_frames):
+        if not first <= i < first + active:
+            frames.append(np.clip(bg + rng.normal(0, noise, bg.shape), 0, 255).astype(np.uint8))
+            continue
+        t = (i - first) / (active - 1)
         along = start + (end - start) * t  # from the far side toward the named side
         x, y = {"left": (along, across), "right": (1 - along, across),
                 "top": (across, along), "bottom": (across, 1 - along)}[direction]
@@ -121,8 +131,28 @@ def render_video(colour: str, shape: str, direction: str, rng: np.random.Generat
     return np.stack(frames)
 
 
+def rgb_to_yuv420p(rgb: np.ndarray) -> np.ndarray:
+    """BT.601 limited-range YUV 4:2:0 planes stacked as FFmpeg's ``yuv420p`` array ``[H * 3 / 2, W]``.
+
+    Done here rather than by FFmpeg's swscale, whose output was seen to vary from run to run.
+    """
+    f = rgb.astype(np.float32)
+    r, g, b = f[..., 0], f[..., 1], f[..., 2]
+    y = 16 + 0.257 * r + 0.504 * g + 0.098 * b
+    u = 128 - 0.148 * r - 0.291 * g + 0.439 * b
+    v = 128 + 0.439 * r - 0.368 * g - 0.071 * b
+    h, w = y.shape
+
+    def half(c: np.ndarray) -> np.ndarray:
+        return c.reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))
+
+    planes = [y, half(u), half(v)]
+    flat = np.concatenate([p.round().clip(0, 255).astype(np.uint8).reshape(-1) for p in planes])
+    return flat.reshape(h * 3 // 2, w)
+
+
 def write_video(path: str | Path, frames: np.ndarray, fps: int = 8) -> None:
-    """Write uint8 ``[T, H, W, 3]`` frames as an H.264 MP4 with PyAV."""
+    """Write uint8 ``[T, H, W, 3]`` frames (even H and W) as an H.264 MP4 with PyAV; byte-identical across runs."""
     import av
 
     path = Path(path)
@@ -131,9 +161,11 @@ def write_video(path: str | Path, frames: np.ndarray, fps: int = 8) -> None:
         stream = container.add_stream("libx264", rate=fps)
         stream.width, stream.height = frames.shape[2], frames.shape[1]
         stream.pix_fmt = "yuv420p"
-        stream.options = {"crf": "18", "preset": "veryfast", "threads": "1"}  # one thread: byte-identical files
+        stream.codec_context.thread_count = 1
+        stream.options = {"crf": "18", "preset": "veryfast", "x264-params": "threads=1:lookahead-threads=1"}
         for frame in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+            yuv = av.VideoFrame.from_ndarray(rgb_to_yuv420p(frame), format="yuv420p")
+            for packet in stream.encode(yuv):
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
@@ -141,13 +173,15 @@ def write_video(path: str | Path, frames: np.ndarray, fps: int = 8) -> None:
 
 def generate_dataset(root: str | Path, videos_per_class: dict[str, int] | None = None,
                      classes: list[tuple[str, str, str]] | None = None, seed: int = 0, size: int = 96,
-                     num_frames: int = 16, fps: int = 8, layout: str = "folder", labels: str = "motion") -> Path:
+                     num_frames: int = 16, fps: int = 8, layout: str = "folder", labels: str = "motion",
+                     event: float = 1.0) -> Path:
     """Write a demo dataset under ``root`` and return it.
 
     ``layout="folder"`` writes ``root/<split>/<class label>/<n>.mp4`` (what ``VideoDataModule`` reads with
     ``format: folder``); ``layout="list"`` writes ``root/videos/...`` plus ``{split}.txt`` annotation lists
     and ``labels.csv``. ``videos_per_class`` maps split name to count (default: train 8, val 2, test 4).
     ``labels="static"`` names folders by colour and shape only (``a red circle``), pooling the directions.
+    ``event < 1`` makes each object cross the frame in only that fraction of the video (see ``render_video``).
     """
     root = Path(root)
     videos_per_class = videos_per_class or {"train": 8, "val": 2, "test": 4}
@@ -161,7 +195,7 @@ def generate_dataset(root: str | Path, videos_per_class: dict[str, int] | None =
         for c_idx, (colour, shape, direction) in enumerate(classes):
             for n in range(count):
                 rng = np.random.default_rng([seed, s_idx, c_idx, n])
-                frames = render_video(colour, shape, direction, rng, size, num_frames)
+                frames = render_video(colour, shape, direction, rng, size, num_frames, event)
                 if layout == "folder":
                     rel = Path(split) / names[c_idx] / f"{direction}_{n:03d}.mp4"
                 else:
