@@ -154,6 +154,16 @@ def run_cache(model: str, paths: list[str], labels: list[str], frames: int, batc
             "speedup": first / second}
 
 
+def run_memory(path: str, frames: int, size: int) -> dict:
+    """Peak memory of decoding ``frames`` sampled frames of one video (its own process)."""
+    from zsvc_pl.data.datasets import VideoClassificationDataset, VideoRecord
+    from zsvc_pl.data.sampling import FrameSampler
+
+    before = _peak_mb()
+    sample = VideoClassificationDataset([VideoRecord(path)], FrameSampler(frames), size)[0]
+    return {"path": path, "peak_mb": _peak_mb(), "baseline_mb": before, "ok": "video" in sample}
+
+
 def _in_process(fn, *args) -> dict:
     with mp.get_context("spawn").Pool(1) as pool:
         return pool.apply(fn, args)
@@ -177,6 +187,14 @@ def main() -> None:
     res["decode_preprocess"] = _in_process(run_decode_only, args.model, paths, args.frames)
     res["zsvc_pl"] = _in_process(run_zsvc, args.model, paths, labels, args.frames, args.batch, args.workers)
     res["conventional"] = _in_process(run_conventional, args.model, paths, labels, args.frames, args.batch)
+    manifest = Path(args.videos) / "manifest.csv"
+    if manifest.is_file():
+        rows = list(csv.DictReader(open(manifest)))
+        longest = max(rows, key=lambda r: float(r["duration_s"] or 0))
+        shortest = min(rows, key=lambda r: float(r["duration_s"] or 1e9))
+        res["memory"] = {name: {**_in_process(run_memory, str(Path(args.videos) / r["path"]), args.frames, 224),
+                                "duration_s": float(r["duration_s"]), "size": f"{r['width']}x{r['height']}"}
+                         for name, r in (("longest", longest), ("shortest", shortest))}
     if args.cache_videos:
         import tempfile
 
@@ -199,6 +217,9 @@ def main() -> None:
     print(f"decode+preprocess: {res['decode_preprocess']['ms_per_video']:.0f} ms/video; "
           f"zsvc_pl / encoder bound = {res['zsvc_over_encoder_bound']:.2f}; "
           f"conventional / zsvc_pl = {res['conventional_over_zsvc']:.2f}")
+    for name, m in res.get("memory", {}).items():
+        print(f"memory, {name} clip ({m['duration_s']:.0f} s, {m['size']}): peak {m['peak_mb']:.0f} MB "
+              f"(process baseline {m['baseline_mb']:.0f} MB)")
     if "feature_cache" in res:
         c = res["feature_cache"]
         print(f"feature cache: {c['videos']} clips, first pass {c['first_pass_seconds']:.1f} s, new label list "

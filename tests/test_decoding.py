@@ -162,3 +162,24 @@ def test_a_hanging_decode_is_cut_off_and_reported(ramp_video, monkeypatch):
     assert time.perf_counter() - start < 2.5
     assert "timed out after 0.5 s" in hung["error"]
     assert fine["video"].shape == (1, 4, 3, 32, 32)
+
+
+def test_a_two_hour_video_gives_frames_spread_over_its_length(tmp_path):
+    path = tmp_path / "two_hours.mp4"
+    n = 2 * 3600  # one frame per second for two hours
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("libx264", rate=1)
+        s.width, s.height, s.pix_fmt = 16, 16, "yuv420p"
+        s.options = {"preset": "ultrafast", "g": "600"}
+        for i in range(n):
+            level = (i * 255) // n
+            frame = av.VideoFrame.from_ndarray(np.full((16, 16, 3), level, dtype=np.uint8), format="rgb24")
+            for p in s.encode(frame):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    video = open_video(path)
+    assert video.num_frames == n
+    sample = VideoClassificationDataset([VideoRecord(str(path))], FrameSampler(8), frame_size=16)[0]
+    means = sample["video"][0].float().mean(dim=(1, 2, 3)).numpy()
+    assert np.allclose(means, (np.arange(8) + 0.5) / 8 * 255, atol=6)  # frames from across the two hours
