@@ -10,7 +10,7 @@ from zsvc_pl.backbone import BackboneLoadError, load_clip
 def test_loads_config_json_and_local_checkpoint(tiny_ckpt):
     bb = load_clip(str(TINY_CONFIG), tiny_ckpt)
     assert bb.image_size == 32 and bb.embed_dim == 32 and bb.context_length == 24
-    assert bb.identity.startswith("tiny-clip:sha256=")
+    assert bb.identity.startswith("tiny-clip:weights=")
     assert not bb.model.training
     assert not any(p.requires_grad for p in bb.model.parameters())
     saved = torch.load(tiny_ckpt, weights_only=True)
@@ -39,3 +39,15 @@ def test_unknown_tag_and_model_are_explained(tmp_path):
         load_clip("ViT-Z-99", "none")
     with pytest.raises(BackboneLoadError, match="config file not found"):
         load_clip(str(tmp_path / "missing.json"), "none")
+
+
+def test_identity_follows_the_weights_not_the_file(tiny_ckpt, tmp_path):
+    from safetensors.torch import save_file
+
+    sd = torch.load(tiny_ckpt, weights_only=True)
+    save_file({k: v.contiguous() for k, v in sd.items()}, tmp_path / "same.safetensors")
+    sd["logit_scale"] = sd["logit_scale"] + 1
+    torch.save(sd, tmp_path / "other.pt")
+    a = load_clip(str(TINY_CONFIG), tiny_ckpt).identity
+    assert load_clip(str(TINY_CONFIG), str(tmp_path / "same.safetensors")).identity == a
+    assert load_clip(str(TINY_CONFIG), str(tmp_path / "other.pt")).identity != a

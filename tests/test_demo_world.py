@@ -62,9 +62,11 @@ def test_noise_tokens_are_inserted_before_eot():
 def test_a_few_pretraining_steps_lower_the_loss_and_save_weights(tmp_path):
     imgs, texts, attrs, masks = make_batch(np.random.default_rng(0), extra=0, frame_size=64)
     assert imgs.shape == (96, 64, 64, 3) and len(texts) == 96
-    report = pretrain(steps=3, out=tmp_path / "w.pt", log_every=100)
+    from safetensors.torch import load_file
+
+    report = pretrain(steps=3, out=tmp_path / "w.safetensors", log_every=100)
     assert report["megabytes"] < 20
-    sd = torch.load(tmp_path / "w.pt", weights_only=True)
+    sd = load_file(tmp_path / "w.safetensors")
     assert sd["token_embedding.weight"].dtype == torch.float16
     assert set(report) >= {"colour_shape_top1", "position_top1", "direction_prompt_cosine_max"}
     assert len(DIRECTIONS) == 4

@@ -15,7 +15,6 @@ import socket
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 
 import torch
@@ -25,7 +24,7 @@ log = logging.getLogger(__name__)
 
 ASSETS = Path(__file__).parent / "assets"
 DEMO_MODEL_CONFIG = ASSETS / "demo-clip.json"
-DEMO_WEIGHTS = ASSETS / "demo-clip.pt"
+DEMO_WEIGHTS = ASSETS / "demo-clip.safetensors"
 DOWNLOAD_TIMEOUT_S = 20.0
 
 
@@ -74,19 +73,14 @@ def _resolve_name(model_name: str) -> str:
     return model_name
 
 
-@lru_cache(maxsize=32)
-def _file_sha256(path: str, size: int, mtime: float) -> str:
+def weights_digest(model: nn.Module) -> str:
+    """sha256 over the names and values of a model's weights: the same weights give the same digest whatever
+    file format or container they were loaded from."""
     h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
+    for name, tensor in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()
-
-
-def file_digest(path: str | Path) -> str:
-    """sha256 of a file, cached on (path, size, mtime)."""
-    st = os.stat(path)
-    return _file_sha256(str(Path(path).resolve()), st.st_size, st.st_mtime)
 
 
 def _cache_locations(cache_dir: str | None) -> str:
@@ -171,7 +165,7 @@ def load_clip(model_name: str = "ViT-B-32", pretrained: str | None = "openai",
     if pretrained is None:
         identity = f"{name}:random"
     elif Path(pretrained).is_file():
-        identity = f"{name}:sha256={file_digest(pretrained)[:16]}"
+        identity = f"{name}:weights={weights_digest(model)[:16]}"
     else:
         identity = f"{name}:{pretrained}"
     pp = getattr(model.visual, "preprocess_cfg", {}) or {}

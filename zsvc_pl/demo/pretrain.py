@@ -8,7 +8,7 @@ the frozen text tower tell the position words apart, which the temporal model la
   - random vocabulary tokens and generic prefixes are inserted now and then, so unknown words in a
     later label ("moving") do not drown the words the tower knows.
 
-    python -m zsvc_pl.demo.pretrain --steps 1000 --out zsvc_pl/assets/demo-clip.pt
+    python -m zsvc_pl.demo.pretrain --steps 1200 --out zsvc_pl/assets/demo-clip.safetensors
 """
 
 from __future__ import annotations
@@ -118,7 +118,8 @@ def evaluate(model, tokenizer, normalize, rng: np.random.Generator, frame_size: 
 
 def pretrain(steps: int = 1000, out: str | Path | None = None, seed: int = 0, lr: float = 1e-3, extra: int = 32,
              frame_size: int = 96, noise_p: float = 0.25, log_every: int = 50) -> dict:
-    """Train the demo CLIP from scratch and save its weights (fp16, open_clip checkpoint format)."""
+    """Train the demo CLIP from scratch and save its weights (fp16 safetensors, which open_clip loads like any
+    checkpoint; unlike torch.save's archive, the same weights always give the same bytes)."""
     import open_clip
 
     torch.manual_seed(seed)
@@ -159,10 +160,17 @@ def pretrain(steps: int = 1000, out: str | Path | None = None, seed: int = 0, lr
     if out:
         out = Path(out)
         out.parent.mkdir(parents=True, exist_ok=True)
-        torch.save({k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()}, out)
+        save_weights(model.state_dict(), out)
         report["weights"] = str(out)
         report["megabytes"] = round(out.stat().st_size / 2**20, 2)
     return report
+
+
+def save_weights(state_dict: dict, path: str | Path) -> None:
+    """fp16 safetensors file of a state dict."""
+    from safetensors.torch import save_file
+
+    save_file({k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in state_dict.items()}, str(path))
 
 
 def evaluate_weights(weights: str | Path, seed: int = 0, frame_size: int = 96) -> dict:
@@ -178,7 +186,7 @@ def evaluate_weights(weights: str | Path, seed: int = 0, frame_size: int = 96) -
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=1000)
-    parser.add_argument("--out", default=None, help="where to write the weights (.pt)")
+    parser.add_argument("--out", default=None, help="where to write the weights (.safetensors)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (fixed for reproducibility)")

@@ -162,7 +162,7 @@ def write_video(path: str | Path, frames: np.ndarray, fps: int = 8) -> None:
         stream.width, stream.height = frames.shape[2], frames.shape[1]
         stream.pix_fmt = "yuv420p"
         stream.codec_context.thread_count = 1
-        stream.options = {"crf": "18", "preset": "veryfast", "x264-params": "threads=1:lookahead-threads=1"}
+        stream.options = {"qp": "16", "preset": "veryfast", "x264-params": "threads=1:lookahead-threads=1"}
         for frame in frames:
             yuv = av.VideoFrame.from_ndarray(rgb_to_yuv420p(frame), format="yuv420p")
             for packet in stream.encode(yuv):
