@@ -161,6 +161,8 @@ def write_video(path: str | Path, frames: np.ndarray, fps: int = 8) -> None:
         stream = container.add_stream("libx264", rate=fps)
         stream.width, stream.height = frames.shape[2], frames.shape[1]
         stream.pix_fmt = "yuv420p"
+        # one thread and a constant quantiser: x264's threads and its CRF rate control (float maths seen to vary
+        # once PyTorch had run in the process) made the bytes differ from run to run
         stream.codec_context.thread_count = 1
         stream.options = {"qp": "16", "preset": "veryfast", "x264-params": "threads=1:lookahead-threads=1"}
         for frame in frames:
