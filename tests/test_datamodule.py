@@ -71,3 +71,14 @@ def test_base_novel_auto_split_ties_by_name_and_k_shot(video_root, tmp_path):
     f.write_text("not a class\n")
     with pytest.raises(ValueError, match="not among"):
         VideoDataModule(root=str(video_root), base_novel=str(f))
+
+
+def test_base_classes_from_vifi_style_train_list(tmp_path, video_root):
+    (tmp_path / "labels.csv").write_text("id,name\n0,a\n1,b\n2,c\n3,d\n")
+    videos = sorted(Path(video_root, "test").rglob("*.mp4"))
+    (tmp_path / "base_train.txt").write_text(f"{videos[0]} 2\n{videos[1]} 0\n")
+    (tmp_path / "test.txt").write_text("".join(f"{p} {i % 4}\n" for i, p in enumerate(videos)))
+    dm = VideoDataModule(format="list", train_list=str(tmp_path / "base_train.txt"),
+                         test_list=str(tmp_path / "test.txt"), label_file=str(tmp_path / "labels.csv"),
+                         base_novel="train", num_workers=0)
+    assert dm.base_classes == [0, 2]

@@ -124,3 +124,17 @@ def test_label_edge_cases(tiny_ckpt, video_root):
     assert long.shape == (1, 32)
     result = clf.classify(video, ["café au lait", "跑步", "ApplyEyeMakeup"])
     assert sorted(label for label, _ in result) == sorted(["café au lait", "跑步", "ApplyEyeMakeup"])
+
+
+def test_fit_under_bf16_mixed_and_gradient_accumulation(tiny_ckpt, video_root, tmp_path):
+    dm = VideoDataModule(root=str(video_root), num_frames=4, frame_size=32, batch_size=2, num_workers=0)
+    model = make(tiny_ckpt, class_names=dm.class_names, temporal="transformer", n_ctx=2)
+    before = model.temporal.proj.weight.detach().clone()
+    trainer = Trainer(max_epochs=1, default_root_dir=tmp_path, accelerator="cpu", logger=False,
+                      precision="bf16-mixed", accumulate_grad_batches=2, enable_progress_bar=False,
+                      enable_model_summary=False, enable_checkpointing=False)
+    trainer.fit(model, dm)
+    assert trainer.global_step == 2  # 4 batches of 2, accumulated in pairs
+    assert not torch.equal(model.temporal.proj.weight, before)
+    assert torch.isfinite(trainer.callback_metrics["train/ce"])
+    assert model.temporal.proj.weight.dtype == torch.float32  # master weights stay fp32

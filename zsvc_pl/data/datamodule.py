@@ -53,7 +53,8 @@ class VideoDataModule(LightningDataModule):
         skip_done: a predictions file (CSV/JSONL) of an earlier run: videos already in it, or in its partial file
             from an interrupted run, are not predicted again (the CLI links ``predictions.output`` here).
         base_novel: ``None``; ``auto`` (the most frequent half of the classes in the training set is base,
-            ties broken by name); or a file with one base class name per line.
+            ties broken by name); ``train`` (ViFi-CLIP-style split lists: the classes that occur in the training
+            list are base, the others novel); or a file with one base class name per line.
         k_shot: keep at most K training videos per class (drawn with ``seed``).
         num_frames, num_clips, num_crops: frames per view, temporal views and spatial views at evaluation.
         sampling: ``uniform`` or ``adaptive`` frame choice at evaluation and prediction (training always draws
@@ -123,6 +124,8 @@ class VideoDataModule(LightningDataModule):
     def _resolve_base(self) -> list[int]:
         names = self._names or []
         spec = self.hparams.base_novel
+        if spec == "train":
+            return sorted({r.label for r in self._split_records("train")})
         if spec == "auto":
             counts = Counter(r.label for r in self._split_records("train"))
             order = sorted(range(len(names)), key=lambda i: (-counts.get(i, 0), names[i]))
