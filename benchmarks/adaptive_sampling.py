@@ -48,7 +48,7 @@ def main() -> None:
                 row[f"{sampling}_top1"], row[f"{sampling}_seconds"] = acc, secs
             res[f"event_{event:g}"] = row
     print(json.dumps(res, indent=1))
-    print(f"\n| object visible in | videos | uniform top-1 | adaptive top-1 | uniform s | adaptive s |")
+    print("\n| object visible in | videos | uniform top-1 | adaptive top-1 | uniform s | adaptive s |")
     print("|---|---|---|---|---|---|")
     for key, r in res.items():
         if key.startswith("event_"):

@@ -43,3 +43,28 @@ def test_key_changes_with_file_backbone_and_sampling(tmp_path):
     assert torch.equal(cache.get(k), torch.ones(1, 2, 3))
     next((tmp_path / "c").rglob("*.pt")).write_bytes(b"corrupt")
     assert cache.get(k) is None
+
+
+def test_cli_test_and_predict_reuse_the_feature_cache(tiny_ckpt, video_root, tmp_path, monkeypatch):
+    from zsvc_pl.cli import main
+
+    def run(stage, *extra):
+        return main([stage, "--model.model_name", str(TINY_CONFIG), "--model.pretrained", tiny_ckpt,
+                     "--data.root", str(video_root / "test"), "--data.frame_size", "32", "--data.num_frames", "4",
+                     "--data.num_workers", "0", "--data.batch_size", "3", "--data.feature_cache",
+                     str(tmp_path / "cache"), "--trainer.logger", "false", "--trainer.enable_progress_bar", "false",
+                     "--trainer.default_root_dir", str(tmp_path / stage), *extra])
+
+    first = {k: float(v) for k, v in run("test").trainer.callback_metrics.items() if k.startswith("test/")
+             and k != "test/seconds"}
+    assert len(list((tmp_path / "cache").rglob("*.pt"))) == 8
+
+    def no_decoding(*a, **k):
+        raise AssertionError("decoded although cached")
+
+    monkeypatch.setattr("zsvc_pl.data.datasets.VideoClassificationDataset.load", no_decoding)
+    second = {k: float(v) for k, v in run("test").trainer.callback_metrics.items() if k.startswith("test/")
+              and k != "test/seconds"}
+    assert second == first
+    run("predict", "--data.predict_root", str(video_root / "test"), "--predictions.output", str(tmp_path / "p.csv"))
+    assert len((tmp_path / "p.csv").read_text().splitlines()) == 9

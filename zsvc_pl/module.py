@@ -169,6 +169,22 @@ class ZeroShotVideoClassifier(LightningModule):
             feats = self.backbone.encode_image(x)
         return F.normalize(feats.float(), dim=-1).view(b, v, t, -1)
 
+    def batch_features(self, batch: dict) -> torch.Tensor:
+        """Frame features ``[B, V, T, D]`` of a collated batch: encoded for decoded videos (and stored when the
+        data module's feature cache is on), read for videos the cache already held."""
+        n = len(batch["path"])
+        parts = {}
+        if batch["video"].numel():
+            feats = self.frame_features(batch["video"])
+            parts.update(zip(batch["video_pos"], feats))
+            cache = getattr(self, "_batch_cache", None)
+            if cache is not None and "cache_keys" in batch:
+                for pos, f in zip(batch["video_pos"], feats):
+                    cache.put(batch["cache_keys"][pos], f)
+        if "features" in batch:
+            parts.update(zip(batch["features_pos"], batch["features"].to(self.device, torch.float32)))
+        return torch.stack([parts[i] for i in range(n)])
+
     def zeroshot_text_features(self, labels: Sequence[str]) -> torch.Tensor:
         """Hand-made prompt-ensemble features ``[C, D]``, computed once per label set and cached."""
         key = (self.backbone_identity, tuple(labels), tuple(self.templates), str(self.device),
@@ -227,6 +243,8 @@ class ZeroShotVideoClassifier(LightningModule):
             self.class_names = validate_labels(dm.class_names)
         if self.base_classes is None and dm is not None and getattr(dm, "base_classes", None) is not None:
             self.base_classes = dm.base_classes
+        self._batch_cache = dm.attach_feature_cache(self.backbone_identity) if dm is not None and hasattr(
+            dm, "attach_feature_cache") else None
         names = self._require_labels()
         self.metrics = torch.nn.ModuleDict({
             "val": classification_metrics(len(names), "val/"),
@@ -269,9 +287,9 @@ class ZeroShotVideoClassifier(LightningModule):
 
     def _eval_step(self, batch: dict, stage: str) -> None:
         self._collect_errors(batch)
-        if batch["video"].numel() == 0:
+        if not batch["path"]:
             return
-        logits = self.eval_logits(self.frame_features(batch["video"]), self._require_labels())
+        logits = self.eval_logits(self.batch_features(batch), self._require_labels())
         probs = logits.softmax(-1).mean(1)
         self.metrics[stage].update(probs, batch["label"])
         self.counts[stage].update(len(batch["label"]))
@@ -304,10 +322,10 @@ class ZeroShotVideoClassifier(LightningModule):
 
     def predict_step(self, batch: dict, batch_idx: int) -> list[dict]:
         self._collect_errors(batch)
-        if batch["video"].numel() == 0:
+        if not batch["path"]:
             return []
         names = self._require_labels()
-        probs = self(batch["video"], names)
+        probs = self.eval_logits(self.batch_features(batch), names).softmax(-1).mean(1)
         k = min(self.hparams.top_k, len(names))
         scores, idx = probs.topk(k, dim=-1)
         return [{"path": p, "labels": [names[j] for j in i.tolist()], "scores": s.tolist()}
@@ -348,8 +366,7 @@ class ZeroShotVideoClassifier(LightningModule):
     def _video_frames(self, paths: Sequence[str], batch_size: int, num_clips: int, num_crops: int):
         """Frame features ``[b, V, T, D]`` batch by batch, from the feature cache where possible."""
         ds = self._loader(paths, num_clips, num_crops)
-        sampling = (f"{self.hparams.sampling},frames={self.hparams.num_frames},clips={num_clips},crops={num_crops},"
-                    f"size={self.image_size}")
+        sampling = ds.sampling_key
         for start in range(0, len(ds), batch_size):
             chunk = [ds.records[i].path for i in range(start, min(start + batch_size, len(ds)))]
             feats: list[torch.Tensor | None] = [None] * len(chunk)

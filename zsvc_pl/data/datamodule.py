@@ -13,6 +13,7 @@ from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader
 
+from zsvc_pl.cache import FeatureCache
 from zsvc_pl.data.datasets import (
     VideoClassificationDataset,
     VideoRecord,
@@ -65,6 +66,8 @@ class VideoDataModule(LightningDataModule):
         seed: seed for K-shot selection.
         backend: ``auto`` (decord, PyAV fallback), ``decord`` or ``pyav``.
         decode_timeout: seconds before a hanging decode is abandoned and reported (``None``: no limit).
+        feature_cache: folder for per-video frame features at evaluation and prediction: a second ``test`` or
+            ``predict`` over the same videos (e.g. with another label list) skips decoding and the image tower.
     """
 
     def __init__(
@@ -93,6 +96,7 @@ class VideoDataModule(LightningDataModule):
         seed: int = 0,
         backend: str = "auto",
         decode_timeout: float | None = 60.0,
+        feature_cache: str | None = None,
     ) -> None:
         super().__init__()
         if format not in FORMATS:
@@ -188,12 +192,25 @@ class VideoDataModule(LightningDataModule):
                        for r in rng.sample(by_class[label], min(self.hparams.k_shot, len(by_class[label])))]
         return records
 
+    def attach_feature_cache(self, backbone: str) -> FeatureCache | None:
+        """Called by the model once it knows its backbone: evaluation datasets then serve cached features."""
+        if not self.hparams.feature_cache:
+            return None
+        self._cache = (FeatureCache(self.hparams.feature_cache), backbone)
+        for name in ("val_set", "test_set", "predict_set"):
+            if hasattr(self, name):
+                getattr(self, name).attach_cache(*self._cache)
+        return self._cache[0]
+
     def _dataset(self, records: list[VideoRecord], train: bool) -> VideoClassificationDataset:
         hp = self.hparams
         adaptive = hp.sampling == "adaptive" and not train
         sampler = FrameSampler(hp.num_frames, 1 if train or adaptive else hp.num_clips, random=train, adaptive=adaptive)
-        return VideoClassificationDataset(records, sampler, hp.frame_size, 1 if train else hp.num_crops,
-                                          hp.on_error, hp.backend, hp.decode_timeout)
+        ds = VideoClassificationDataset(records, sampler, hp.frame_size, 1 if train else hp.num_crops,
+                                        hp.on_error, hp.backend, hp.decode_timeout)
+        if getattr(self, "_cache", None) and not train:
+            ds.attach_cache(*self._cache)
+        return ds
 
     def setup(self, stage: str) -> None:
         """Build the datasets that ``stage`` needs."""

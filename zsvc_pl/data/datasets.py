@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from zsvc_pl.cache import FeatureCache
 from zsvc_pl.data.decoding import VIDEO_EXTENSIONS, VideoDecodeError, open_video, read_frames
 from zsvc_pl.data.sampling import FrameSampler, adaptive_indices, change_scores, segment_indices
 from zsvc_pl.data.transforms import square_crops
@@ -142,6 +143,20 @@ class VideoClassificationDataset(Dataset):
         self.on_error = on_error
         self.backend = backend
         self.timeout_s = timeout_s
+        self.feature_cache: FeatureCache | None = None
+        self.cache_backbone: str | None = None
+
+    @property
+    def sampling_key(self) -> str:
+        """What decides which pixels reach the model; part of the feature-cache key."""
+        s = self.sampler
+        mode = "adaptive" if s.adaptive else "uniform"
+        return f"{mode},frames={s.num_frames},clips={s.num_clips},crops={self.num_crops},size={self.frame_size}"
+
+    def attach_cache(self, cache: FeatureCache, backbone: str) -> None:
+        """Serve videos whose frame features are cached without decoding them (evaluation sampling only)."""
+        if not self.sampler.random:
+            self.feature_cache, self.cache_backbone = cache, backbone
 
     def __len__(self) -> int:
         return len(self.records)
@@ -191,6 +206,15 @@ class VideoClassificationDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         rec = self.records[index]
+        item = {"path": rec.path, "label": rec.label, "index": index}
+        if self.feature_cache is not None:
+            try:
+                item["cache_key"] = FeatureCache.key(rec.path, self.cache_backbone, self.sampling_key)
+            except OSError as e:
+                return {**item, "error": f"file not found ({e.strerror})"}
+            features = self.feature_cache.get(item["cache_key"])
+            if features is not None:
+                return {**item, "features": features}
         rng = None
         if self.sampler.random:  # torch's RNG is seeded per worker and epoch by Lightning's seed_everything
             rng = np.random.default_rng([int(torch.randint(2**31, (1,))), index])
@@ -200,22 +224,32 @@ class VideoClassificationDataset(Dataset):
             if self.on_error == "raise":
                 raise
             reason = e.reason if isinstance(e, VideoDecodeError) else f"{type(e).__name__}: {e}"
-            return {"path": rec.path, "label": rec.label, "index": index, "error": reason}
-        return {"video": video, "path": rec.path, "label": rec.label, "index": index}
+            return {**item, "error": reason}
+        return {**item, "video": video}
 
 
 def collate_videos(samples: list[dict]) -> dict:
-    """Stack the good samples; the bad ones travel as ``errors: [(path, reason)]``."""
+    """Stack the good samples; the bad ones travel as ``errors: [(path, reason)]``.
+
+    Decoded videos go in ``video`` (their batch positions in ``video_pos``); videos served from the feature
+    cache go in ``features`` (positions in ``features_pos``); ``cache_keys`` lists every sample's key when
+    the cache is on.
+    """
     good = [s for s in samples if "error" not in s]
     errors = [(s["path"], s["error"]) for s in samples if "error" in s]
-    if good:
-        video = torch.stack([s["video"] for s in good])
-    else:
-        video = torch.empty(0, dtype=torch.uint8)
-    return {
-        "video": video,
+    decoded = [i for i, s in enumerate(good) if "video" in s]
+    cached = [i for i, s in enumerate(good) if "features" in s]
+    batch = {
+        "video": torch.stack([good[i]["video"] for i in decoded]) if decoded else torch.empty(0, dtype=torch.uint8),
+        "video_pos": decoded,
         "label": torch.tensor([s["label"] for s in good], dtype=torch.long),
         "index": torch.tensor([s["index"] for s in good], dtype=torch.long),
         "path": [s["path"] for s in good],
         "errors": errors,
     }
+    if cached:
+        batch["features"] = torch.stack([good[i]["features"] for i in cached])
+        batch["features_pos"] = cached
+    if good and "cache_key" in good[0]:
+        batch["cache_keys"] = [s["cache_key"] for s in good]
+    return batch
