@@ -87,3 +87,17 @@ def test_predict_resumes_after_an_interruption(tiny_ckpt, video_root, tmp_path):
     rows = list(csv.DictReader(open(out)))
     assert sorted(r["path"] for r in rows) == sorted(r["path"] for r in full)
     assert not (tmp_path / ".tags.csv.partial").exists()
+
+
+def test_test_figures_go_to_the_run_folder_and_tensorboard(tiny_ckpt, video_root, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cli = main(["test", "--model.model_name", str(TINY_CONFIG), "--model.pretrained", tiny_ckpt,
+                "--data.root", str(video_root / "test"), "--data.frame_size", "32", "--data.num_frames", "4",
+                "--data.num_workers", "0", "--trainer.logger", "TensorBoardLogger",
+                "--trainer.logger.save_dir", str(tmp_path), "--trainer.enable_progress_bar", "false"])
+    run = Path(cli.trainer.log_dir)
+    assert {p.name for p in (run / "figures").glob("*.png")} == {"confusion.png", "per_class_accuracy.png"}
+    events = EventAccumulator(str(run))
+    events.Reload()
+    assert {"test/confusion", "test/per_class_accuracy"} <= set(events.Tags()["images"])

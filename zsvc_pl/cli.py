@@ -16,6 +16,8 @@ class ZsvcCLI(LightningCLI):
         parser.link_arguments("data.class_names", "model.class_names", apply_on="instantiate")
         parser.link_arguments("data.base_classes", "model.base_classes", apply_on="instantiate")
         parser.link_arguments("data.num_frames", "model.num_frames")
+        parser.link_arguments("data.sampling", "model.sampling")
+        parser.link_arguments("data.feature_cache", "model.feature_cache")
         parser.add_lightning_class_args(PredictionWriter, "predictions")
         parser.add_lightning_class_args(RunReport, "report")
         parser.add_lightning_class_args(ResultPlots, "plots")

@@ -102,6 +102,9 @@ class VideoDataModule(LightningDataModule):
         if format not in FORMATS:
             raise ValueError(f"format must be one of {FORMATS}, got {format!r}")
         self.save_hyperparameters()
+        # the model logs the hyper-parameters that matter (class names included); the data settings are in the
+        # run's config.yaml. Logging both would make Lightning compare overlapping keys and refuse to run.
+        self._log_hyperparams = False
         self.root = root
         self.format = format
         self.batch_size = batch_size
