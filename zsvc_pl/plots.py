@@ -108,7 +108,7 @@ def per_class_figure(confusion: np.ndarray, labels: list[str], base: list[int] |
     ax.barh(range(n), acc[order], color=colours)
     ax.set_yticks(range(n), [labels[i] for i in order], fontsize=7 if n > 30 else 9)
     ax.set_xlim(0, 1)
-    ax.set_xlabel("top-1 accuracy")
+    ax.set_xlabel("top-1 accuracy among all classes")
     title = "per-class accuracy" if n == len(labels) else f"the {n} weakest of {len(labels)} classes"
     ax.set_title(title + ("\n(blue: base, orange: novel)" if base else ""), fontsize=10)
     ax.grid(axis="x", alpha=0.3)
