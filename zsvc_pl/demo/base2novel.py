@@ -21,15 +21,17 @@ CONFIG = Path(__file__).resolve().parents[2] / "configs" / "demo_base2novel.yaml
 _COOP = ["--model.ctx_init", "a video of"]
 _TEMPORAL = ["--model.temporal", "transformer"]
 _HARD = ["--model.lr", "0.01", "--trainer.max_epochs", "24"]  # 5x the learning rate, 3x the epochs
-_KEEP_NOVEL = ["--model.text_reg_weight", "8.0", "--model.zs_mix", "0.2"]
+_OFF = ["--model.text_reg_weight", "0", "--model.zs_mix", "0"]  # the novel-preserving parts, off
+_KGCOOP = ["--model.text_reg_weight", "8.0", "--model.zs_mix", "0"]
+_KEEP_NOVEL = ["--model.text_reg_weight", "8.0", "--model.zs_mix", "0.2"]  # the module's defaults
 VARIANTS: dict[str, list[str]] = {
     "zeroshot": [],
-    "coop": _COOP,
-    "temporal": _TEMPORAL,
-    "coop+temporal": _COOP + _TEMPORAL,
-    "coop_hard": _COOP + _HARD,
-    "coop_hard+kgcoop": _COOP + _HARD + ["--model.text_reg_weight", "8.0"],
-    "coop+temporal_hard": _COOP + _TEMPORAL + _HARD,
+    "coop": _COOP + _OFF,
+    "temporal": _TEMPORAL + _OFF,
+    "coop+temporal": _COOP + _TEMPORAL + _OFF,
+    "coop_hard": _COOP + _HARD + _OFF,
+    "coop_hard+kgcoop": _COOP + _HARD + _KGCOOP,
+    "coop+temporal_hard": _COOP + _TEMPORAL + _HARD + _OFF,
     "coop+temporal_hard+kgcoop+mix": _COOP + _TEMPORAL + _HARD + _KEEP_NOVEL,
 }
 DEFAULT_VARIANTS = list(VARIANTS)
