@@ -140,3 +140,18 @@ def test_fit_under_bf16_mixed_and_gradient_accumulation(tiny_ckpt, video_root, t
     assert not torch.equal(model.temporal.proj.weight, before)
     assert torch.isfinite(trainer.callback_metrics["train/ce"])
     assert model.temporal.proj.weight.dtype == torch.float32  # master weights stay fp32
+
+
+def test_learned_text_features_are_cached_per_step_and_old_steps_dropped(tiny_ckpt):
+    from types import SimpleNamespace
+
+    clf = make(tiny_ckpt, n_ctx=2).eval()
+    clf._trainer = SimpleNamespace(global_step=1)
+    first = clf.text_features(LABELS)
+    assert clf.text_features(LABELS) is first  # same step: cached
+    with torch.no_grad():
+        clf.prompt_learner.ctx.add_(0.5)
+    clf._trainer.global_step = 2
+    second = clf.text_features(LABELS)
+    assert not torch.allclose(first, second)  # a new step sees the updated context vectors
+    assert [k[3] for k in clf._text_cache if k[0] == "learned"] == [2]

@@ -136,8 +136,8 @@ class ZeroShotVideoClassifier(LightningModule):
     # --- mode and checkpoints ------------------------------------------------------------------
     @property
     def learnable(self) -> bool:
-        """True when the module has trainable parts."""
-        return any(p.requires_grad for p in self.parameters())
+        """True when the module has trainable parts (CoOp context vectors or the temporal transformer)."""
+        return self.prompt_learner is not None or isinstance(self.temporal, TemporalTransformer)
 
     def train(self, mode: bool = True) -> "ZeroShotVideoClassifier":
         """Keep the frozen backbone in eval mode whatever Lightning asks of the module."""
@@ -204,6 +204,8 @@ class ZeroShotVideoClassifier(LightningModule):
             return self.prompt_learner(list(labels))
         key = ("learned", tuple(labels), str(self.device), self.global_step)
         if key not in self._text_cache:
+            for stale in [k for k in self._text_cache if k[0] == "learned" and k[3] != self.global_step]:
+                del self._text_cache[stale]  # features of earlier steps are never used again
             with torch.no_grad():
                 self._text_cache[key] = self.prompt_learner(list(labels))
         return self._text_cache[key]
