@@ -9,6 +9,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import torch
 from lightning import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.utilities import rank_zero_info
@@ -50,7 +51,7 @@ class RunReport(Callback):
         else:
             msg += "; no video skipped"
         rank_zero_info(msg)
-        trainer.callback_metrics[f"{stage}/seconds"] = __import__("torch").tensor(seconds)
+        trainer.callback_metrics[f"{stage}/seconds"] = torch.tensor(seconds)
 
     def on_test_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._begin("test", pl_module)
