@@ -155,3 +155,17 @@ def test_learned_text_features_are_cached_per_step_and_old_steps_dropped(tiny_ck
     second = clf.text_features(LABELS)
     assert not torch.allclose(first, second)  # a new step sees the updated context vectors
     assert [k[3] for k in clf._text_cache if k[0] == "learned"] == [2]
+
+
+def test_api_raises_a_named_error_on_a_bad_file(tiny_ckpt, tmp_path):
+    from zsvc_pl import VideoDecodeError
+
+    bad = tmp_path / "empty.mp4"
+    bad.write_bytes(b"")
+    for kw in ({}, {"feature_cache": str(tmp_path / "cache")}):
+        clf = make(tiny_ckpt, **kw)
+        with pytest.raises(VideoDecodeError, match="empty file") as err:
+            clf.encode_videos([str(bad)])
+        assert err.value.path == str(bad)
+        with pytest.raises(VideoDecodeError, match="file not found"):
+            clf.classify(str(tmp_path / "missing.mp4"), LABELS)

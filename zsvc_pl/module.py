@@ -21,7 +21,7 @@ from torchmetrics.classification import MulticlassConfusionMatrix
 
 from zsvc_pl.backbone import load_clip, quantize_image_tower
 from zsvc_pl.cache import FeatureCache
-from zsvc_pl.data.datasets import VideoClassificationDataset, VideoRecord
+from zsvc_pl.data.datasets import VideoClassificationDataset, VideoRecord, collate_videos
 from zsvc_pl.data.sampling import FrameSampler
 from zsvc_pl.data.transforms import ClipNormalize
 from zsvc_pl.metrics import BaseNovelAccuracy, classification_metrics
@@ -177,12 +177,11 @@ class ZeroShotVideoClassifier(LightningModule):
         n = len(batch["path"])
         parts = {}
         if batch["video"].numel():
-            feats = self.frame_features(batch["video"])
+            feats = self.frame_features(batch["video"].to(self.device))
             parts.update(zip(batch["video_pos"], feats))
-            cache = getattr(self, "_batch_cache", None)
-            if cache is not None and "cache_keys" in batch:
+            if self.feature_cache is not None and "cache_keys" in batch:
                 for pos, f in zip(batch["video_pos"], feats):
-                    cache.put(batch["cache_keys"][pos], f)
+                    self.feature_cache.put(batch["cache_keys"][pos], f)
         if "features" in batch:
             parts.update(zip(batch["features_pos"], batch["features"].to(self.device, torch.float32)))
         return torch.stack([parts[i] for i in range(n)])
@@ -247,8 +246,8 @@ class ZeroShotVideoClassifier(LightningModule):
             self.class_names = validate_labels(dm.class_names)
         if self.base_classes is None and dm is not None and getattr(dm, "base_classes", None) is not None:
             self.base_classes = dm.base_classes
-        self._batch_cache = dm.attach_feature_cache(self.backbone_identity) if dm is not None and hasattr(
-            dm, "attach_feature_cache") else None
+        if dm is not None and hasattr(dm, "attach_feature_cache"):
+            self.feature_cache = dm.attach_feature_cache(self.backbone_identity) or self.feature_cache
         names = self._require_labels()
         self.metrics = torch.nn.ModuleDict({
             "val": classification_metrics(len(names), "val/"),
@@ -360,31 +359,18 @@ class ZeroShotVideoClassifier(LightningModule):
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     # --- Python API ---------------------------------------------------------------------------------
-    def _loader(self, paths: Sequence[str], num_clips: int = 1, num_crops: int = 1) -> VideoClassificationDataset:
-        adaptive = self.hparams.sampling == "adaptive"
-        sampler = FrameSampler(self.hparams.num_frames, 1 if adaptive else num_clips, adaptive=adaptive)
-        return VideoClassificationDataset([VideoRecord(str(p)) for p in paths], sampler, self.image_size,
-                                          num_crops, on_error="raise")
-
     @torch.inference_mode()
     def _video_frames(self, paths: Sequence[str], batch_size: int, num_clips: int, num_crops: int):
-        """Frame features ``[b, V, T, D]`` batch by batch, from the feature cache where possible."""
-        ds = self._loader(paths, num_clips, num_crops)
-        sampling = ds.sampling_key
+        """Frame features ``[b, V, T, D]`` batch by batch, through the same dataset, collate and feature cache
+        as ``test``/``predict``; a bad file raises ``VideoDecodeError``."""
+        adaptive = self.hparams.sampling == "adaptive"
+        sampler = FrameSampler(self.hparams.num_frames, 1 if adaptive else num_clips, adaptive=adaptive)
+        ds = VideoClassificationDataset([VideoRecord(str(p)) for p in paths], sampler, self.image_size,
+                                        num_crops, on_error="raise")
+        if self.feature_cache is not None:
+            ds.attach_cache(self.feature_cache, self.backbone_identity)
         for start in range(0, len(ds), batch_size):
-            chunk = [ds.records[i].path for i in range(start, min(start + batch_size, len(ds)))]
-            feats: list[torch.Tensor | None] = [None] * len(chunk)
-            keys = [FeatureCache.key(p, self.backbone_identity, sampling) for p in chunk] if self.feature_cache else []
-            for i, key in enumerate(keys):
-                feats[i] = self.feature_cache.get(key)
-            todo = [i for i, f in enumerate(feats) if f is None]
-            if todo:
-                video = torch.stack([ds.load(chunk[i]) for i in todo]).to(self.device)
-                for i, f in zip(todo, self.frame_features(video)):
-                    feats[i] = f
-                    if self.feature_cache:
-                        self.feature_cache.put(keys[i], f)
-            yield torch.stack([f.to(self.device, torch.float32) for f in feats])
+            yield self.batch_features(collate_videos([ds[i] for i in range(start, min(start + batch_size, len(ds)))]))
 
     @torch.inference_mode()
     def encode_labels(self, labels: Sequence[str]) -> torch.Tensor:

@@ -211,7 +211,10 @@ class VideoClassificationDataset(Dataset):
             try:
                 item["cache_key"] = FeatureCache.key(rec.path, self.cache_backbone, self.sampling_key)
             except OSError as e:
-                return {**item, "error": f"file not found ({e.strerror})"}
+                error = VideoDecodeError(rec.path, f"file not found ({e.strerror})")
+                if self.on_error == "raise":
+                    raise error from e
+                return {**item, "error": error.reason}
             features = self.feature_cache.get(item["cache_key"])
             if features is not None:
                 return {**item, "features": features}

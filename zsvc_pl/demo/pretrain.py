@@ -136,6 +136,7 @@ def pretrain(steps: int = 1000, out: str | Path | None = None, seed: int = 0, lr
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.08)
     start = time.perf_counter()
     model.train()
+    losses = []
     for step in range(1, steps + 1):
         imgs, texts, attrs, masks = make_batch(rng, extra, frame_size)
         x = normalize(torch.from_numpy(imgs).permute(0, 3, 1, 2))
@@ -151,12 +152,14 @@ def pretrain(steps: int = 1000, out: str | Path | None = None, seed: int = 0, lr
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         sched.step()
+        losses.append(loss.item())
         if step % log_every == 0 or step == steps:
             print(f"step {step}/{steps} loss {loss.item():.3f} scale {model.logit_scale.exp().item():.1f} "
                   f"{time.perf_counter() - start:.0f}s", flush=True)
     model.eval()
     report = evaluate(model, tokenizer, normalize, np.random.default_rng(seed + 1), frame_size)
-    report.update(steps=steps, seconds=round(time.perf_counter() - start, 1), seed=seed)
+    report.update(steps=steps, seconds=round(time.perf_counter() - start, 1), seed=seed,
+                  first_loss=losses[0], last_loss=losses[-1])
     if out:
         out = Path(out)
         out.parent.mkdir(parents=True, exist_ok=True)
