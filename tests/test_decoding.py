@@ -38,7 +38,7 @@ def ramp_video(tmp_path_factory) -> str:
     return str(path)
 
 
-@pytest.mark.parametrize("backend", ["decord", "pyav"])
+@pytest.mark.parametrize("backend", ["sparse", "decord", "pyav"])
 def test_decodes_the_requested_frames(ramp_video, backend):
     video = open_video(ramp_video, backend=backend)
     assert video.num_frames == 20
@@ -47,10 +47,64 @@ def test_decodes_the_requested_frames(ramp_video, backend):
     assert np.allclose(frames.mean(axis=(1, 2, 3)), [0, 50, 190], atol=3)
 
 
-@pytest.mark.parametrize("backend", ["decord", "pyav"])
+@pytest.mark.parametrize("backend", ["sparse", "decord", "pyav"])
 def test_decodes_at_reduced_size(ramp_video, backend):
     frames = read_frames(open_video(ramp_video, short_side=24, backend=backend), [1], ramp_video)
     assert frames.shape == (1, 24, 32, 3)
+
+
+@pytest.fixture(scope="module")
+def gop_video(tmp_path_factory) -> str:
+    """H.264 with B-frames and a keyframe every 16 frames; every frame a different random picture."""
+    path = tmp_path_factory.mktemp("gop") / "gop.mp4"
+    rng = np.random.default_rng(0)
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("libx264", rate=25)
+        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
+        s.options = {"g": "16", "bf": "3", "b-pyramid": "normal", "sc_threshold": "0", "threads": "1"}
+        base = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
+        for i in range(96):
+            frame = np.roll(base, 2 * i, axis=1)  # motion, so P and B frames carry real prediction
+            frame[:8, :8] = 2 * i  # and a mark that tells the frames apart
+            for p in s.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    return str(path)
+
+
+@pytest.mark.parametrize("indices", [[0, 5, 17, 31, 32, 60, 94, 95], [95, 3, 3, 40], [47], list(range(96))])
+@pytest.mark.parametrize("short_side", [None, 24])
+def test_sparse_decoding_gives_the_frames_a_full_decode_gives(gop_video, indices, short_side):
+    sparse = open_video(gop_video, short_side, backend="sparse")
+    full = open_video(gop_video, short_side, backend="pyav")
+    assert type(sparse).__name__ == "_SparseVideo" and sparse.num_frames == full.num_frames == 96
+    assert np.array_equal(read_frames(sparse, indices, gop_video), read_frames(full, indices, gop_video))
+
+
+def test_sparse_decoding_skips_what_the_requested_frames_do_not_need(gop_video):
+    video = open_video(gop_video, backend="sparse")
+    assert read_frames(video, [8, 40, 88], gop_video).shape == (3, 48, 64, 3)
+    # Seeks to the keyframes at 32 and 80 and drops non-reference B-frames: far fewer frames than the 89
+    # a sequential decode up to frame 88 goes through.
+    assert video.frames_decoded < 40, video.frames_decoded
+    everything = open_video(gop_video, backend="sparse")
+    read_frames(everything, list(range(96)), gop_video)
+    assert everything.frames_decoded == 96
+
+
+def test_a_failing_reader_falls_back_to_sequential_decoding(gop_video, monkeypatch):
+    from zsvc_pl.data import decoding
+
+    expected = read_frames(open_video(gop_video, backend="pyav"), [3, 50], gop_video)
+    video = open_video(gop_video)
+    assert type(video).__name__ == "_SparseVideo"
+
+    def broken(self, indices):
+        raise RuntimeError("inconsistent timestamps")
+
+    monkeypatch.setattr(decoding._SparseVideo, "get", broken)
+    assert np.array_equal(read_frames(video, [3, 50], gop_video), expected)
 
 
 def test_scaled_size_never_upscales_and_keeps_even_sides():

@@ -64,7 +64,8 @@ class VideoDataModule(LightningDataModule):
         batch_size, num_workers: DataLoader settings.
         on_error: ``skip`` unreadable videos (counted and reported) or ``raise``.
         seed: seed for K-shot selection.
-        backend: ``auto`` (decord, PyAV fallback), ``decord`` or ``pyav``.
+        backend: ``auto`` (sparse PyAV decoding for MP4/MOV/MKV/WebM, decord for the rest, sequential PyAV when
+            both fail), ``sparse``, ``decord`` or ``pyav``; see ``zsvc_pl.data.decoding.open_video``.
         decode_timeout: seconds before a hanging decode is abandoned and reported (``None``: no limit).
         feature_cache: folder for per-video frame features at evaluation and prediction: a second ``test`` or
             ``predict`` over the same videos (e.g. with another label list) skips decoding and the image tower.

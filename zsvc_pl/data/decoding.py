@@ -1,10 +1,12 @@
-"""Video decoding: only the sampled frames, at a reduced size. decord first, PyAV as the fallback.
+"""Video decoding: only the sampled frames and what they depend on, at a reduced size.
 
-This is the only module that imports decord or PyAV.
+This is the only module that imports decord or PyAV. Which reader reads which file is decided in
+``open_video``; every reader returns the same frames for the same indices.
 """
 
 from __future__ import annotations
 
+import bisect
 import logging
 from pathlib import Path
 from typing import Protocol, Sequence
@@ -63,6 +65,90 @@ class _DecordVideo:
         return self._vr.get_batch(list(indices)).asnumpy()
 
 
+class _SparseVideo:
+    """PyAV decode of only what the requested frames depend on, for containers with presentation timestamps.
+
+    Opening demuxes the stream once (no decoding) to index every frame's timestamp and the keyframes. A
+    request then seeks to the keyframe before each wanted frame when that skips decoding, and tells the
+    decoder to drop non-reference frames that are not wanted (``skip_frame``): nothing depends on them, so the
+    wanted frames come out bit-identical to a full decode while about half of a typical H.264 stream is never
+    decoded. Only the wanted frames are converted to RGB, at the reduced size.
+    """
+
+    FORMATS = ("mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm")
+
+    def __init__(self, container, path: str, short_side: int | None) -> None:
+        self.path = path
+        self.short_side = short_side
+        stream = container.streams.video[0]
+        self.fps = float(stream.average_rate or stream.guessed_rate or 25.0)
+        pts, keys = set(), []
+        for packet in container.demux(stream):
+            if packet.size == 0:
+                continue
+            if packet.pts is None:
+                raise _NoTimestamps()
+            pts.add(packet.pts)
+            if packet.is_keyframe:
+                keys.append(packet.pts)
+        if not pts or not keys:
+            raise _NoTimestamps()
+        self._pts = sorted(pts)
+        self._keys = sorted(keys)
+        self.num_frames = len(self._pts)
+        self.frames_decoded = 0  # frames the decoder produced so far: what sparse decoding saves
+
+    def _key_before(self, pts: int) -> int:
+        return self._keys[max(bisect.bisect_right(self._keys, pts) - 1, 0)]
+
+    def get(self, indices: Sequence[int]) -> np.ndarray:
+        import av
+
+        wanted = sorted({self._pts[i] for i in indices})
+        wanted_set = set(wanted)
+        known = set(self._pts)
+        kept: dict[int, np.ndarray] = {}
+        with av.open(self.path) as container:
+            stream = container.streams.video[0]
+            codec = stream.codec_context
+            codec.thread_count = 1  # parallelism comes from DataLoader workers
+            position = sought = -(2**63)  # last frame out of the decoder; last keyframe sought to
+            k = 0
+            while k < len(wanted):
+                key = self._key_before(wanted[k])
+                if key > max(position, sought):  # each seek goes strictly forward, so this ends
+                    container.seek(key, stream=stream, backward=True)
+                    codec.flush_buffers()
+                    sought = key
+                jumped = False
+                for packet in container.demux(stream):
+                    codec.skip_frame = "DEFAULT" if packet.pts in wanted_set else "NONREF"
+                    for frame in codec.decode(packet):
+                        if frame.pts not in known:
+                            raise _NoTimestamps()
+                        position = frame.pts
+                        self.frames_decoded += 1
+                        if frame.pts in wanted_set and frame.pts not in kept:
+                            w, h = scaled_size(frame.width, frame.height, self.short_side)
+                            kept[frame.pts] = frame.to_ndarray(format="rgb24", width=w, height=h)
+                    while k < len(wanted) and wanted[k] in kept:
+                        k += 1
+                    if k == len(wanted):
+                        break
+                    if self._key_before(wanted[k]) > max(position, sought):  # seek rather than decode
+                        jumped = True
+                        break
+                if not jumped:
+                    break
+        if len(kept) < len(wanted):
+            raise VideoDecodeError(self.path, f"{len(wanted) - len(kept)} of the requested frames did not decode")
+        return np.stack([kept[self._pts[i]] for i in indices])
+
+
+class _NoTimestamps(Exception):
+    """The stream's timestamps cannot index its frames; another reader must be used."""
+
+
 class _PyAVVideo:
     """Sequential PyAV decode that keeps only the requested frames (memory bounded by the request)."""
 
@@ -75,11 +161,10 @@ class _PyAVVideo:
             if not container.streams.video:
                 raise VideoDecodeError(path, "no video stream in the file")
             stream = container.streams.video[0]
-            self.width, self.height = stream.codec_context.width, stream.codec_context.height
             self.fps = float(stream.average_rate or stream.guessed_rate or 25.0)
             count = stream.frames
-            if count <= 0:
-                count = sum(1 for _ in container.decode(stream))
+            if count <= 0:  # elementary streams and GIFs carry no count: one packet per frame
+                count = sum(1 for p in container.demux(stream) if p.size > 0)
         if count <= 0:
             raise VideoDecodeError(path, "the video stream holds no frames")
         self.num_frames = count
@@ -92,7 +177,7 @@ class _PyAVVideo:
         kept: dict[int, np.ndarray] = {}
         with av.open(self.path) as container:
             stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
+            stream.codec_context.thread_count = 1
             for i, frame in enumerate(container.decode(stream)):
                 if i in wanted:
                     w, h = scaled_size(frame.width, frame.height, self.short_side)
@@ -106,14 +191,7 @@ class _PyAVVideo:
         return np.stack([kept[i] if i in kept else kept[available[-1]] for i in indices])
 
 
-def _probe_size(path: str) -> tuple[int, int]:
-    import av
-
-    with av.open(path) as container:
-        if not container.streams.video:
-            raise VideoDecodeError(path, "no video stream in the file")
-        ctx = container.streams.video[0].codec_context
-        return ctx.width, ctx.height
+BACKENDS = ("auto", "sparse", "decord", "pyav")
 
 
 def _decord_available() -> bool:
@@ -127,9 +205,16 @@ def _decord_available() -> bool:
 def open_video(path: str | Path, short_side: int | None = None, backend: str = "auto") -> Video:
     """Open a video for frame access, decoding at a shorter side of at most ``short_side`` pixels.
 
-    ``backend`` is ``"auto"`` (decord, then PyAV if decord fails), ``"decord"`` or ``"pyav"``.
-    Raises ``VideoDecodeError`` naming the file and the reason when no backend can read it.
+    ``backend`` names the first reader to try: ``"sparse"`` (PyAV decoding only what the requested frames
+    depend on; MP4/MOV/MKV/WebM with presentation timestamps), ``"decord"``, or ``"pyav"`` (sequential PyAV
+    decode, reads whatever FFmpeg reads and is the last resort of the others). ``"auto"``: sparse where it
+    applies, decord for the rest (AVI, elementary streams). Raises ``VideoDecodeError`` naming the file and the
+    reason when no reader can read it.
     """
+    import av
+
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     path = str(path)
     p = Path(path)
     if not p.is_file():
@@ -138,13 +223,24 @@ def open_video(path: str | Path, short_side: int | None = None, backend: str = "
         raise VideoDecodeError(path, "empty file (0 bytes)")
     reasons = []
     try:
-        width, height = _probe_size(path)
+        with av.open(path) as container:
+            if not container.streams.video:
+                raise VideoDecodeError(path, "no video stream in the file")
+            ctx = container.streams.video[0].codec_context
+            width, height = ctx.width, ctx.height
+            if width <= 0 or height <= 0:
+                raise VideoDecodeError(path, f"invalid frame size {width}x{height}")
+            if backend in ("auto", "sparse") and container.format.name in _SparseVideo.FORMATS:
+                try:
+                    return _SparseVideo(container, path, short_side)
+                except _NoTimestamps:
+                    reasons.append("sparse: the stream's timestamps do not index its frames")
+                except Exception as e:  # e.g. a truncated file: the other readers may still get frames from it
+                    reasons.append(f"sparse: {type(e).__name__}: {e}")
     except VideoDecodeError:
         raise
     except Exception as e:  # PyAV raises many error types for garbage input
         raise VideoDecodeError(path, f"not a readable video ({type(e).__name__}: {e})") from e
-    if width <= 0 or height <= 0:
-        raise VideoDecodeError(path, f"invalid frame size {width}x{height}")
     use_decord = backend in ("auto", "decord") and _decord_available() and p.suffix.lower() != ".gif"
     if use_decord:
         try:
@@ -154,8 +250,6 @@ def open_video(path: str | Path, short_side: int | None = None, backend: str = "
             reasons.append("decord: no frames")
         except Exception as e:
             reasons.append(f"decord: {e}".splitlines()[0][:200])
-            if backend == "decord":
-                raise VideoDecodeError(path, reasons[-1]) from e
     try:
         return _PyAVVideo(path, short_side)
     except VideoDecodeError:
@@ -168,17 +262,18 @@ def open_video(path: str | Path, short_side: int | None = None, backend: str = "
 def read_frames(video: Video, indices: Sequence[int], path: str = "") -> np.ndarray:
     """Decode ``indices`` from an opened video, turning backend errors into ``VideoDecodeError``.
 
-    decord is retried through PyAV when its batch read fails (it sometimes mis-counts frames).
+    When the sparse or decord reader fails (decord sometimes mis-counts frames; some streams carry
+    inconsistent timestamps) the frames are read again by the sequential PyAV decoder.
     """
     try:
         frames = video.get(indices)
-    except VideoDecodeError:
-        raise
     except Exception as e:
-        if isinstance(video, _DecordVideo) and path:
-            log.debug("decord failed on %s (%s); retrying with PyAV", path, e)
+        if not isinstance(video, _PyAVVideo) and path:
+            log.debug("%s failed on %s (%s); retrying with sequential PyAV", type(video).__name__, path, e)
             fallback = _PyAVVideo(path, video.short_side)
-            return read_frames(fallback, [min(i, fallback.num_frames - 1) for i in indices])
+            return read_frames(fallback, [min(i, fallback.num_frames - 1) for i in indices], path)
+        if isinstance(e, VideoDecodeError):
+            raise
         raise VideoDecodeError(path, f"frames could not be decoded ({type(e).__name__}: {e})") from e
     if frames.ndim == 3:  # grayscale decoded as [T, H, W]
         frames = np.repeat(frames[..., None], 3, axis=-1)
