@@ -176,6 +176,28 @@ def test_unusual_videos_decode(tmp_path, name, codec, pix_fmt, size):
     assert sample["video"].shape == (1, 4, 3, 16, 16)
 
 
+@pytest.mark.parametrize("backend", ["sparse", "pyav"])
+def test_a_rotated_video_comes_out_upright(tmp_path, backend):
+    """Phones store the picture sideways with a display matrix; the model must see it as a player shows it."""
+    stored = np.zeros((4, 32, 48, 3), dtype=np.uint8)
+    stored[:, :16, :24] = 255  # bright top-left quarter, as stored
+    path = tmp_path / "rotated.mp4"
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("libx264", rate=10)
+        s.width, s.height, s.pix_fmt = 48, 32, "yuv420p"
+        s.set_display_rotation(-90)  # shown turned 90 degrees clockwise
+        for f in stored:
+            for p in s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    frames = read_frames(open_video(path, backend=backend), [0, 3], str(path))
+    assert frames.shape == (2, 48, 32, 3)  # portrait
+    bright = frames.mean(axis=(0, 3)) > 128
+    assert bright[:24, 16:].mean() > 0.9  # turned clockwise: the bright quarter is now top right
+    assert bright[24:].mean() < 0.1 and bright[:, :16].mean() < 0.1
+
+
 def test_short_video_repeats_frames(tmp_path):
     path = tmp_path / "two.mp4"
     write_video(path, ramp_frames(2, 32, 32))

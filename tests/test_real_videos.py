@@ -76,3 +76,12 @@ def test_sparse_decoding_matches_a_full_decode_on_every_real_clip():
         assert np.array_equal(sparse, decoding.read_frames(full, indices, path)), r["path"]
         compared += 1
     assert compared >= 40  # most real clips are MP4/MOV/MKV
+
+
+def test_the_rotated_phone_clip_comes_out_portrait():
+    """decord_video_90.mov stores 568x320 with a -90 degree display matrix: players show it 320x568."""
+    from zsvc_pl.data.decoding import open_video, read_frames
+
+    path = str(Path(ROOT, "_robustness", "decord_video_90.mov"))
+    frames = read_frames(open_video(path), [0], path)
+    assert frames.shape == (1, 568, 320, 3)

@@ -51,6 +51,14 @@ def scaled_size(width: int, height: int, short_side: int | None) -> tuple[int, i
     return w, h
 
 
+def _to_rgb(frame, short_side: int | None) -> np.ndarray:
+    """A PyAV frame as RGB at the reduced size, turned upright as its display matrix says (phone videos)."""
+    w, h = scaled_size(frame.width, frame.height, short_side)
+    rgb = frame.to_ndarray(format="rgb24", width=w, height=h)
+    quarter_turns = round(frame.rotation / 90) % 4  # counter-clockwise, as np.rot90 turns
+    return np.ascontiguousarray(np.rot90(rgb, quarter_turns)) if quarter_turns else rgb
+
+
 class _DecordVideo:
     def __init__(self, path: str, short_side: int | None, width: int, height: int) -> None:
         import decord
@@ -129,8 +137,7 @@ class _SparseVideo:
                         position = frame.pts
                         self.frames_decoded += 1
                         if frame.pts in wanted_set and frame.pts not in kept:
-                            w, h = scaled_size(frame.width, frame.height, self.short_side)
-                            kept[frame.pts] = frame.to_ndarray(format="rgb24", width=w, height=h)
+                            kept[frame.pts] = _to_rgb(frame, self.short_side)
                     while k < len(wanted) and wanted[k] in kept:
                         k += 1
                     if k == len(wanted):
@@ -180,8 +187,7 @@ class _PyAVVideo:
             stream.codec_context.thread_count = 1
             for i, frame in enumerate(container.decode(stream)):
                 if i in wanted:
-                    w, h = scaled_size(frame.width, frame.height, self.short_side)
-                    kept[i] = frame.to_ndarray(format="rgb24", width=w, height=h)
+                    kept[i] = _to_rgb(frame, self.short_side)
                 if i >= last:
                     break
         if not kept:
