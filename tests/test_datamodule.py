@@ -82,18 +82,3 @@ def test_base_classes_from_vifi_style_train_list(tmp_path, video_root):
                          test_list=str(tmp_path / "test.txt"), label_file=str(tmp_path / "labels.csv"),
                          base_novel="train", num_workers=0)
     assert dm.base_classes == [0, 2]
-
-
-@pytest.mark.parametrize("preset,expected", [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
-def test_openmp_threads_wait_passively_unless_the_user_chose(preset, expected):
-    """Spinning OpenMP threads would take the cores the decoding workers need (see zsvc_pl/__init__.py)."""
-    import os
-    import subprocess
-    import sys
-
-    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
-    if preset:
-        env["OMP_WAIT_POLICY"] = preset
-    code = "import zsvc_pl, os, sys; sys.stdout.write(os.environ['OMP_WAIT_POLICY'])"
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-    assert out.stdout == expected
