@@ -37,7 +37,9 @@ def tower_speed(model: ZeroShotVideoClassifier, frames: int = 64, repeats: int =
 
 def compare(model_name: str, pretrained: str, videos: list[str], labels: list[str], truth: list[str] | None,
             num_frames: int) -> dict:
+    torch.manual_seed(0)  # with pretrained="none" both models must start from the same random weights
     fp32 = ZeroShotVideoClassifier(model_name=model_name, pretrained=pretrained, num_frames=num_frames)
+    torch.manual_seed(0)
     int8 = ZeroShotVideoClassifier(model_name=model_name, pretrained=pretrained, num_frames=num_frames, quantize=True)
     out = {"videos": len(videos), "labels": len(labels)}
     out["fp32_frames_per_s"], out["int8_frames_per_s"] = tower_speed(fp32), tower_speed(int8)
