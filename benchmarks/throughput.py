@@ -190,6 +190,15 @@ def run_memory(path: str, frames: int, size: int) -> dict:
     return {"path": path, "peak_mb": _peak_mb(), "baseline_mb": before, "ok": "video" in sample}
 
 
+def _per_video(r: dict) -> float:
+    return r["seconds"] / max(r["videos"], 1)
+
+
+def _median(items: list, key=None):
+    """The middle item (the upper one of an even count): a real run, not an average of two."""
+    return sorted(items, key=key)[len(items) // 2]
+
+
 def _child(queue, fn, args) -> None:
     queue.put(fn(*args))
 
@@ -220,8 +229,8 @@ def main() -> None:
     paths, labels = _videos(Path(args.videos), args.limit)
     res = {"model": args.model, "frames": args.frames, "batch": args.batch, "videos": len(paths),
            "labels": len(labels), "threads": torch.get_num_threads(), "workers": args.workers}
-    # The bound and the two zsvc_pl runs alternate, --repeats times: this machine's speed drifts by several per
-    # cent between minutes, so each ratio pairs runs made back to back and the median ratio is reported.
+    # The bound and the two zsvc_pl runs alternate, --repeats times: this machine's speed drifts by 10 % and more
+    # between minutes, so each ratio pairs runs made back to back and the median ratio is reported.
     runs: dict[str, list[dict]] = {"encoder_only": [], "zsvc_pl": [], "zsvc_pl_decord": []}
     for _ in range(args.repeats):
         runs["encoder_only"].append(_in_process(run_encoder_only, args.model, len(paths), args.frames, args.batch))
@@ -230,12 +239,11 @@ def main() -> None:
         runs["zsvc_pl_decord"].append(_in_process(run_zsvc, args.model, paths, labels, args.frames, args.batch,
                                                   args.workers, "decord"))
     for name, rs in runs.items():
-        res[name] = sorted(rs, key=lambda r: r["seconds"])[len(rs) // 2]  # the median run
+        res[name] = _median(rs, key=lambda r: r["seconds"])
         res[name]["all_seconds"] = [r["seconds"] for r in rs]
     for name in ("zsvc_pl", "zsvc_pl_decord"):
-        ratios = sorted(a["seconds"] / a["videos"] / (b["seconds"] / b["videos"])
-                        for a, b in zip(runs[name], runs["encoder_only"]))
-        res[f"{name}_over_encoder_bound"] = {"median": ratios[len(ratios) // 2], "all": ratios}
+        ratios = [_per_video(a) / _per_video(b) for a, b in zip(runs[name], runs["encoder_only"])]
+        res[f"{name}_over_encoder_bound"] = {"median": _median(ratios), "all": ratios}
     res["decode_preprocess"] = _in_process(run_decode_only, args.model, paths, args.frames)
     res["decode_preprocess_decord"] = _in_process(run_decode_only, args.model, paths, args.frames, "decord")
     res["conventional"] = _in_process(run_conventional, args.model, paths, labels, args.frames, args.batch)
@@ -254,10 +262,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as folder:
             res["feature_cache"] = _in_process(run_cache, args.model, cache_paths, labels, args.frames, args.batch,
                                                folder)
-    def per_video(r: dict) -> float:
-        return r["seconds"] / max(r["videos"], 1)
-
-    res["conventional_over_zsvc"] = per_video(res["conventional"]) / per_video(res["zsvc_pl"])
+    res["conventional_over_zsvc"] = _per_video(res["conventional"]) / _per_video(res["zsvc_pl"])
     print(json.dumps(res, indent=1))
     if args.out:
         Path(args.out).write_text(json.dumps(res, indent=1))

@@ -179,8 +179,8 @@ class _PyAVVideo:
     def get(self, indices: Sequence[int]) -> np.ndarray:
         import av
 
-        wanted = sorted(set(indices))
-        last = wanted[-1]
+        wanted = set(indices)
+        last = max(wanted)
         kept: dict[int, np.ndarray] = {}
         with av.open(self.path) as container:
             stream = container.streams.video[0]
