@@ -18,7 +18,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from zsvc_pl.backbone import load_clip, quantize_image_tower
+from zsvc_pl.model.backbone import load_clip, quantize_image_tower
 
 
 def frames_per_second(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, repeats: int) -> float:

@@ -8,6 +8,7 @@ weights: speed does not depend on them), same labels:
     at reduced size, in DataLoader workers) -> batched uint8 preprocessing -> image tower -> scores against the
     label features, encoded once beforehand (timed on their own);
   - zsvc_pl with decord first (the reader order before sparse decoding), to show what sparse decoding brings;
+  - the Python API (``ZeroShotVideoClassifier.classify``), which a notebook calls: same reader, its own workers;
   - encoder-only bound: the image tower alone on already-prepared tensors of the same shape;
   - conventional: decode the sampled frames at full size, resize each frame through PIL, encode the label
     prompts again for every batch.
@@ -37,7 +38,7 @@ def _videos(root: Path, limit: int) -> tuple[list[str], list[str]]:
         paths = [str(root / r["path"]) for r in rows]
         labels = sorted({r["label"] for r in rows})
     else:
-        from zsvc_pl.data.datasets import list_videos
+        from zsvc_pl.data import list_videos
 
         paths, labels = list_videos(root), ["a person", "an animal", "a vehicle", "a landscape"]
     return paths[: limit or None], labels
@@ -51,15 +52,14 @@ def run_zsvc(model: str, paths: list[str], labels: list[str], frames: int, batch
              backend: str = "auto") -> dict:
     from torch.utils.data import DataLoader
 
-    from zsvc_pl import ZeroShotVideoClassifier
-    from zsvc_pl.data.datasets import VideoClassificationDataset, VideoRecord, collate_videos
-    from zsvc_pl.data.sampling import FrameSampler
+    from zsvc_pl.data import FrameReader, FrameSampler, VideoClassificationDataset, VideoRecord, collate_videos
+    from zsvc_pl.model import create_model
 
-    clf = ZeroShotVideoClassifier(model_name=model, pretrained="none", num_frames=frames).eval()
-    ds = VideoClassificationDataset([VideoRecord(p) for p in paths], FrameSampler(frames), clf.image_size,
-                                    backend=backend)
+    clf = create_model(model, "none").eval()
+    ds = VideoClassificationDataset([VideoRecord(p) for p in paths],
+                                    FrameReader(FrameSampler(frames), clf.image_size, backend=backend))
     start = time.perf_counter()
-    text = clf.encode_labels(labels)  # once per label list (the module caches it); timed on its own
+    text = clf.text_features(labels)  # once per label list (the model caches it); timed on its own
     text_s = time.perf_counter() - start
     n = 0
     decode_wait = 0.0
@@ -84,10 +84,11 @@ def run_zsvc(model: str, paths: list[str], labels: list[str], frames: int, batch
 
 def run_decode_only(model: str, paths: list[str], frames: int, backend: str = "auto") -> dict:
     """zsvc_pl's decode + preprocess per video, split into its stages (one process, one thread)."""
-    from zsvc_pl.backbone import load_clip
     from zsvc_pl.data import decoding
     from zsvc_pl.data.sampling import segment_indices
-    from zsvc_pl.data.transforms import ClipNormalize, square_crops
+    from zsvc_pl.data.transforms import square_crops
+    from zsvc_pl.model.backbone import load_clip
+    from zsvc_pl.model.preprocess import ClipNormalize
 
     bb = load_clip(model, "none")
     norm = ClipNormalize(bb.image_size, bb.mean, bb.std, bb.interpolation)
@@ -113,7 +114,7 @@ def run_decode_only(model: str, paths: list[str], frames: int, backend: str = "a
 
 
 def run_encoder_only(model: str, n: int, frames: int, batch: int) -> dict:
-    from zsvc_pl.backbone import load_clip
+    from zsvc_pl.model.backbone import load_clip
 
     bb = load_clip(model, "none")
     x = torch.randn(batch * frames, 3, bb.image_size, bb.image_size)
@@ -134,7 +135,7 @@ def run_conventional(model: str, paths: list[str], labels: list[str], frames: in
     from PIL import Image
     from torchvision import transforms as T
 
-    from zsvc_pl.backbone import load_clip
+    from zsvc_pl.model.backbone import load_clip
     from zsvc_pl.data.sampling import segment_indices
 
     bb = load_clip(model, "none")
@@ -164,6 +165,20 @@ def run_conventional(model: str, paths: list[str], labels: list[str], frames: in
     return {"videos": n, "unreadable": failed, "seconds": time.perf_counter() - start, "peak_mb": _peak_mb()}
 
 
+def run_api(model: str, paths: list[str], labels: list[str], frames: int, batch: int, workers: int) -> dict:
+    """The notebook path: ``ZeroShotVideoClassifier.encode_videos`` over the same clips, then scores against the
+    labels, encoded first (as ``classify`` does, with unreadable clips listed instead of raised)."""
+    from zsvc_pl import ZeroShotVideoClassifier
+
+    clf = ZeroShotVideoClassifier(model_name=model, pretrained="none", num_frames=frames, num_workers=workers)
+    clf.encode_labels(labels)  # once per label list, as in the other rows
+    start = time.perf_counter()
+    errors: list = []
+    out = clf.encode_videos(paths, batch_size=batch, errors=errors)  # bad clips are listed, not fatal
+    clf.model.eval_logits(out[:, None, None], labels)
+    return {"videos": len(out), "seconds": time.perf_counter() - start, "peak_mb": _peak_mb()}
+
+
 def run_cache(model: str, paths: list[str], labels: list[str], frames: int, batch: int, folder: str) -> dict:
     """First pass fills the feature cache; the second classifies the same clips against a new label list."""
     from zsvc_pl import ZeroShotVideoClassifier
@@ -182,11 +197,10 @@ def run_cache(model: str, paths: list[str], labels: list[str], frames: int, batc
 
 def run_memory(path: str, frames: int, size: int) -> dict:
     """Peak memory of decoding ``frames`` sampled frames of one video (its own process)."""
-    from zsvc_pl.data.datasets import VideoClassificationDataset, VideoRecord
-    from zsvc_pl.data.sampling import FrameSampler
+    from zsvc_pl.data import FrameReader, FrameSampler, VideoClassificationDataset, VideoRecord
 
     before = _peak_mb()
-    sample = VideoClassificationDataset([VideoRecord(path)], FrameSampler(frames), size)[0]
+    sample = VideoClassificationDataset([VideoRecord(path)], FrameReader(FrameSampler(frames), size))[0]
     return {"path": path, "peak_mb": _peak_mb(), "baseline_mb": before, "ok": "video" in sample}
 
 
@@ -225,25 +239,36 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=0, help="first N videos (0: all)")
     parser.add_argument("--cache-videos", type=int, default=50, help="clips for the feature-cache test (0: skip)")
     parser.add_argument("--out", default=None, help="write the JSON here too")
+    parser.add_argument("--api-only", action="store_true", help="only the bound, the CLI pipeline and the API rows")
     args = parser.parse_args()
     paths, labels = _videos(Path(args.videos), args.limit)
     res = {"model": args.model, "frames": args.frames, "batch": args.batch, "videos": len(paths),
            "labels": len(labels), "threads": torch.get_num_threads(), "workers": args.workers}
     # The bound and the two zsvc_pl runs alternate, --repeats times: this machine's speed drifts by 10 % and more
     # between minutes, so each ratio pairs runs made back to back and the median ratio is reported.
-    runs: dict[str, list[dict]] = {"encoder_only": [], "zsvc_pl": [], "zsvc_pl_decord": []}
+    runs: dict[str, list[dict]] = {"encoder_only": [], "zsvc_pl": [], "zsvc_pl_decord": [], "api": []}
     for _ in range(args.repeats):
         runs["encoder_only"].append(_in_process(run_encoder_only, args.model, len(paths), args.frames, args.batch))
         runs["zsvc_pl"].append(_in_process(run_zsvc, args.model, paths, labels, args.frames, args.batch,
                                            args.workers))
-        runs["zsvc_pl_decord"].append(_in_process(run_zsvc, args.model, paths, labels, args.frames, args.batch,
-                                                  args.workers, "decord"))
+        if not args.api_only:
+            runs["zsvc_pl_decord"].append(_in_process(run_zsvc, args.model, paths, labels, args.frames, args.batch,
+                                                      args.workers, "decord"))
+        runs["api"].append(_in_process(run_api, args.model, paths, labels, args.frames, args.batch, args.workers))
+    runs = {k: v for k, v in runs.items() if v}
     for name, rs in runs.items():
         res[name] = _median(rs, key=lambda r: r["seconds"])
         res[name]["all_seconds"] = [r["seconds"] for r in rs]
-    for name in ("zsvc_pl", "zsvc_pl_decord"):
+    for name in [n for n in ("zsvc_pl", "zsvc_pl_decord", "api") if n in runs]:
         ratios = [_per_video(a) / _per_video(b) for a, b in zip(runs[name], runs["encoder_only"])]
         res[f"{name}_over_encoder_bound"] = {"median": _median(ratios), "all": ratios}
+    if args.api_only:
+        print(json.dumps(res, indent=1))
+        for name in ("zsvc_pl", "api"):
+            r = res[f"{name}_over_encoder_bound"]
+            print(f"time per video, {name} / encoder bound: median {r['median']:.3f} of "
+                  + ", ".join(f"{x:.3f}" for x in r["all"]))
+        return
     res["decode_preprocess"] = _in_process(run_decode_only, args.model, paths, args.frames)
     res["decode_preprocess_decord"] = _in_process(run_decode_only, args.model, paths, args.frames, "decord")
     res["conventional"] = _in_process(run_conventional, args.model, paths, labels, args.frames, args.batch)
@@ -267,7 +292,7 @@ def main() -> None:
     if args.out:
         Path(args.out).write_text(json.dumps(res, indent=1))
     print("\n| pipeline (median run) | videos | videos/s | s total | peak MB |\n|---|---|---|---|---|")
-    for name in ("encoder_only", "zsvc_pl", "zsvc_pl_decord", "conventional"):
+    for name in ("encoder_only", "zsvc_pl", "zsvc_pl_decord", "api", "conventional"):
         r = res[name]
         rate = r["videos"] / r["seconds"]
         print(f"| {name} | {r['videos']} | {rate:.2f} | {r['seconds']:.1f} | {r['peak_mb']:.0f} |")
@@ -277,7 +302,7 @@ def main() -> None:
         print(f"{key}: {d['ms_per_video']:.0f} ms/video (open {st['open']:.0f}, decode {st['decode']:.0f}, "
               f"crop+normalise {st['crop_normalize']:.0f}): {d['sampled_frames_per_core_second']:.0f} sampled "
               f"frames/s per core")
-    for name in ("zsvc_pl", "zsvc_pl_decord"):
+    for name in ("zsvc_pl", "zsvc_pl_decord", "api"):
         r = res[f"{name}_over_encoder_bound"]
         print(f"time per video, {name} / encoder bound: median {r['median']:.3f} of "
               + ", ".join(f"{x:.3f}" for x in r["all"]))

@@ -50,8 +50,20 @@ def video_root(tmp_path_factory) -> Path:
 def demo_model():
     """The shipped demo backbone (skipped if the weights are not in the package yet)."""
     from zsvc_pl import ZeroShotVideoClassifier
-    from zsvc_pl.backbone import DEMO_WEIGHTS
+    from zsvc_pl.model.backbone import DEMO_WEIGHTS
 
     if not DEMO_WEIGHTS.is_file():
         pytest.skip("demo weights not built")
     return ZeroShotVideoClassifier(model_name="demo", pretrained="demo", num_frames=8)
+
+
+@pytest.fixture(scope="session")
+def ramp_video(tmp_path_factory) -> str:
+    """20 frames at 10 fps; frame i is a flat grey of level 10 * i."""
+    import numpy as np
+
+    from zsvc_pl.demo.world import write_video
+
+    path = tmp_path_factory.mktemp("dec") / "ramp.mp4"
+    write_video(path, np.stack([np.full((48, 64, 3), 10 * i, dtype=np.uint8) for i in range(20)]), fps=10)
+    return str(path)

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from tests.conftest import TINY_CONFIG
-from zsvc_pl.backbone import BackboneLoadError, load_clip
+from zsvc_pl.model.backbone import BackboneLoadError, load_clip
 
 
 def test_loads_config_json_and_local_checkpoint(tiny_ckpt):

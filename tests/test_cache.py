@@ -3,11 +3,12 @@
 import os
 from pathlib import Path
 
+import pytest
 import torch
 
 from tests.conftest import TINY_CONFIG
 from zsvc_pl import ZeroShotVideoClassifier
-from zsvc_pl.cache import FeatureCache
+from zsvc_pl.data.cache import FeatureCache
 
 LABELS = ["a red circle", "a blue square", "a green triangle"]
 
@@ -23,7 +24,7 @@ def test_second_pass_uses_the_cache_and_agrees(tiny_ckpt, video_root, tmp_path, 
     def no_decoding(*a, **k):
         raise AssertionError("decoded although cached")
 
-    monkeypatch.setattr("zsvc_pl.data.datasets.VideoClassificationDataset.load", no_decoding)
+    monkeypatch.setattr("zsvc_pl.data.reader.FrameReader.read", no_decoding)
     assert clf.classify(videos, LABELS) == first
     assert torch.equal(clf.encode_videos(videos), emb)
     new_labels = clf.classify(videos, ["a yellow cross", "a purple circle"])  # only the text is new
@@ -33,16 +34,41 @@ def test_second_pass_uses_the_cache_and_agrees(tiny_ckpt, video_root, tmp_path, 
 def test_key_changes_with_file_backbone_and_sampling(tmp_path):
     f = tmp_path / "v.mp4"
     f.write_bytes(b"abc")
-    k = FeatureCache.key(f, "m:1", "frames=8")
-    assert k != FeatureCache.key(f, "m:2", "frames=8") and k != FeatureCache.key(f, "m:1", "frames=16")
-    os.utime(f, ns=(1, 1))
-    assert FeatureCache.key(f, "m:1", "frames=8") != k
     cache = FeatureCache(tmp_path / "c")
-    assert cache.get(k) is None
+    other = FeatureCache(tmp_path / "c").bind("m:2", 3)
+    k = cache.bind("m:1", 3).key(f, "frames=8")
+    assert k != other.key(f, "frames=8") and k != cache.key(f, "frames=16")
+    os.utime(f, ns=(1, 1))
+    assert cache.key(f, "frames=8") != k
+    assert cache.get(k, 1, 2) is None
     cache.put(k, torch.ones(1, 2, 3))
-    assert torch.equal(cache.get(k), torch.ones(1, 2, 3))
+    assert torch.equal(cache.get(k, 1, 2), torch.ones(1, 2, 3))
     next((tmp_path / "c").rglob("*.pt")).write_bytes(b"corrupt")
-    assert cache.get(k) is None
+    assert cache.get(k, 1, 2) is None
+
+
+@pytest.mark.parametrize("bad", [torch.full((1, 2, 3), float("nan")), torch.ones(1, 2, 5), torch.ones(2, 2, 3),
+                                 torch.ones(1, 2, 3, dtype=torch.float64)])
+def test_invalid_entries_count_as_missing(tmp_path, bad):
+    cache = FeatureCache(tmp_path).bind("m", 3)
+    torch.save(bad, tmp_path / "x.pt")
+    (tmp_path / "ab").mkdir()
+    (tmp_path / "x.pt").rename(tmp_path / "ab" / "ab12.pt")
+    assert cache.get("ab12", 1, 2) is None
+
+
+def test_garbled_cache_entries_are_recomputed_not_reported(tiny_ckpt, video_root, tmp_path):
+    """A cache entry of the wrong shape or with NaN is recomputed: same results as a fresh run."""
+    videos = sorted(str(p) for p in Path(video_root, "test").rglob("*.mp4"))[:3]
+    clf = ZeroShotVideoClassifier(model_name=str(TINY_CONFIG), pretrained=tiny_ckpt, num_frames=4,
+                                  feature_cache=str(tmp_path / "cache"), num_workers=0)
+    first = clf.classify(videos, LABELS)
+    entries = sorted((tmp_path / "cache").rglob("*.pt"))
+    torch.save(torch.full((1, 4, 32), float("nan")), entries[0])
+    torch.save(torch.ones(1, 7, 32), entries[1])
+    again = clf.classify(videos, LABELS)
+    assert [[label for label, _ in r] for r in again] == [[label for label, _ in r] for r in first]
+    assert all(abs(a[1] - b[1]) < 1e-5 for ra, rb in zip(again, first) for a, b in zip(ra, rb))
 
 
 def test_cli_test_and_predict_reuse_the_feature_cache(tiny_ckpt, video_root, tmp_path, monkeypatch):
@@ -56,15 +82,15 @@ def test_cli_test_and_predict_reuse_the_feature_cache(tiny_ckpt, video_root, tmp
                      "--trainer.default_root_dir", str(tmp_path / stage), *extra])
 
     first = {k: float(v) for k, v in run("test").trainer.callback_metrics.items() if k.startswith("test/")
-             and k != "test/seconds"}
+             and k not in ("test/seconds", "test/skipped")}
     assert len(list((tmp_path / "cache").rglob("*.pt"))) == 8
 
     def no_decoding(*a, **k):
         raise AssertionError("decoded although cached")
 
-    monkeypatch.setattr("zsvc_pl.data.datasets.VideoClassificationDataset.load", no_decoding)
+    monkeypatch.setattr("zsvc_pl.data.reader.FrameReader.read", no_decoding)
     second = {k: float(v) for k, v in run("test").trainer.callback_metrics.items() if k.startswith("test/")
-              and k != "test/seconds"}
+              and k not in ("test/seconds", "test/skipped")}
     assert second == first
     run("predict", "--data.predict_root", str(video_root / "test"), "--predictions.output", str(tmp_path / "p.csv"))
     assert len((tmp_path / "p.csv").read_text().splitlines()) == 9

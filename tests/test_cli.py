@@ -43,7 +43,7 @@ def test_fit_then_test_from_checkpoint_and_resume(tiny_ckpt, video_root, tmp_pat
     main(args("fit", tiny_ckpt, video_root, out, *extra))
     last = out / "checkpoints" / "last.ckpt"
     assert last.is_file() and last.stat().st_size < 200_000
-    cfg = yaml.safe_load(open(out / "config.yaml"))
+    cfg = yaml.safe_load(open(out / "fit-config.yaml"))
     assert cfg["model"]["temporal"] == "transformer"
     cli = main(args("test", tiny_ckpt, video_root, out / "t", "--model.temporal", "transformer",
                     "--model.n_ctx", "2", "--ckpt_path", str(last)))
@@ -78,15 +78,15 @@ def test_predict_resumes_after_an_interruption(tiny_ckpt, video_root, tmp_path):
     main(argv)
     full = list(csv.DictReader(open(out)))
     assert len(full) == 8
-    # simulate an interruption after 3 videos: only a partial file with 3 rows (last line cut) is left
-    lines = out.read_text().splitlines(keepends=True)
+    # an interruption after 3 videos: no output yet, a journal with 3 rows and a 4th cut mid-line
+    journal = tmp_path / ".tags.csv.journal"
+    lines = journal.read_text().split("\n")
     out.unlink()
-    (tmp_path / ".tags.csv.partial").write_text("".join(lines[:4]) + lines[4][:10])
+    journal.write_text("\n".join(lines[:4]) + "\n" + lines[4][:10])
     cli = main(argv)
-    assert len(cli.datamodule.predict_set) == 5
+    assert len(cli.datamodule.predict_set) == 5  # the cut row is done again
     rows = list(csv.DictReader(open(out)))
-    assert sorted(r["path"] for r in rows) == sorted(r["path"] for r in full)
-    assert not (tmp_path / ".tags.csv.partial").exists()
+    assert [r["path"] for r in rows] == [r["path"] for r in full]  # each video once, in folder order
 
 
 def test_test_figures_go_to_the_run_folder_and_tensorboard(tiny_ckpt, video_root, tmp_path):

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from zsvc_pl import VideoDataModule
-from zsvc_pl.data.datasets import read_label_file
+from zsvc_pl.labels import read_label_file
 
 
 def test_folder_format_with_splits(video_root):

@@ -6,7 +6,7 @@ import av
 import numpy as np
 import pytest
 
-from zsvc_pl.data.datasets import VideoClassificationDataset, VideoRecord, collate_videos
+from zsvc_pl.data import FrameReader, VideoClassificationDataset, VideoRecord, collate_videos
 from zsvc_pl.data.decoding import VideoDecodeError, open_video, read_frames, scaled_size
 from zsvc_pl.data.sampling import FrameSampler
 from zsvc_pl.demo.world import write_video
@@ -31,11 +31,6 @@ def write_with(path: Path, frames: np.ndarray, codec: str, pix_fmt: str, fps: in
     return path
 
 
-@pytest.fixture(scope="module")
-def ramp_video(tmp_path_factory) -> str:
-    path = tmp_path_factory.mktemp("dec") / "ramp.mp4"
-    write_video(path, ramp_frames(20), fps=10)
-    return str(path)
 
 
 @pytest.mark.parametrize("backend", ["sparse", "decord", "pyav"])
@@ -170,7 +165,7 @@ def test_truncated_file_gives_frames_or_named_error(bad_inputs):
 ])
 def test_unusual_videos_decode(tmp_path, name, codec, pix_fmt, size):
     path = write_with(tmp_path / name, ramp_frames(6, *size), codec, pix_fmt)
-    ds = VideoClassificationDataset([VideoRecord(str(path))], FrameSampler(4), frame_size=16)
+    ds = VideoClassificationDataset([VideoRecord(str(path))], FrameReader(FrameSampler(4), 16))
     sample = ds[0]
     assert "error" not in sample, sample.get("error")
     assert sample["video"].shape == (1, 4, 3, 16, 16)
@@ -201,19 +196,19 @@ def test_a_rotated_video_comes_out_upright(tmp_path, backend):
 def test_short_video_repeats_frames(tmp_path):
     path = tmp_path / "two.mp4"
     write_video(path, ramp_frames(2, 32, 32))
-    sample = VideoClassificationDataset([VideoRecord(str(path))], FrameSampler(4), frame_size=32)[0]
+    sample = VideoClassificationDataset([VideoRecord(str(path))], FrameReader(FrameSampler(4), 32))[0]
     means = sample["video"][0].float().mean(dim=(1, 2, 3))
     assert np.allclose(means.numpy(), [0, 0, 10, 10], atol=3)
 
 
 def test_dataset_skips_and_collate_reports(bad_inputs, ramp_video):
     records = [VideoRecord(ramp_video, 0), VideoRecord(str(bad_inputs["empty"]), 1)]
-    ds = VideoClassificationDataset(records, FrameSampler(4), frame_size=32)
+    ds = VideoClassificationDataset(records, FrameReader(FrameSampler(4), 32))
     batch = collate_videos([ds[0], ds[1]])
     assert batch["video"].shape == (1, 1, 4, 3, 32, 32)
     assert batch["label"].tolist() == [0]
     assert batch["errors"] == [(str(bad_inputs["empty"]), "empty file (0 bytes)")]
-    strict = VideoClassificationDataset(records, FrameSampler(4), frame_size=32, on_error="raise")
+    strict = VideoClassificationDataset(records, FrameReader(FrameSampler(4), 32), on_error="raise")
     with pytest.raises(VideoDecodeError, match="empty file"):
         strict[1]
 
@@ -221,18 +216,18 @@ def test_dataset_skips_and_collate_reports(bad_inputs, ramp_video):
 def test_a_hanging_decode_is_cut_off_and_reported(ramp_video, monkeypatch):
     import time
 
-    ds = VideoClassificationDataset([VideoRecord(ramp_video), VideoRecord(ramp_video)], FrameSampler(4),
-                                    frame_size=32, timeout_s=0.5)
-    real_load = ds.load
+    reader = FrameReader(FrameSampler(4), 32, timeout_s=0.5)
+    ds = VideoClassificationDataset([VideoRecord(ramp_video), VideoRecord(ramp_video)], reader)
+    real_read = reader._read
     calls = []
 
-    def load(path, rng=None):
+    def read(path, rng=None):
         calls.append(path)
         if len(calls) == 1:
             time.sleep(3)  # stands in for a decoder stuck inside C code
-        return real_load(path, rng)
+        return real_read(path, rng)
 
-    monkeypatch.setattr(ds, "load", load)
+    monkeypatch.setattr(reader, "_read", read)
     start = time.perf_counter()
     hung, fine = ds[0], ds[1]
     assert time.perf_counter() - start < 2.5
@@ -256,6 +251,6 @@ def test_a_two_hour_video_gives_frames_spread_over_its_length(tmp_path):
             c.mux(p)
     video = open_video(path)
     assert video.num_frames == n
-    sample = VideoClassificationDataset([VideoRecord(str(path))], FrameSampler(8), frame_size=16)[0]
+    sample = VideoClassificationDataset([VideoRecord(str(path))], FrameReader(FrameSampler(8), 16))[0]
     means = sample["video"][0].float().mean(dim=(1, 2, 3)).numpy()
     assert np.allclose(means, (np.arange(8) + 0.5) / 8 * 255, atol=6)  # frames from across the two hours

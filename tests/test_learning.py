@@ -5,8 +5,8 @@ import pytest
 import torch
 from lightning import Trainer
 
-from zsvc_pl import VideoDataModule, ZeroShotVideoClassifier
-from zsvc_pl.backbone import DEMO_WEIGHTS
+from zsvc_pl import VideoClassificationTask, VideoDataModule
+from zsvc_pl.model.backbone import DEMO_WEIGHTS
 from zsvc_pl.demo.world import generate_dataset, motion_label
 
 pytestmark = pytest.mark.skipif(not DEMO_WEIGHTS.is_file(), reason="demo weights not built")
@@ -28,12 +28,12 @@ def run(root, base, tmp_path, **model_kw):
     torch.manual_seed(0)
     dm = VideoDataModule(root=str(root), base_novel=str(base), num_frames=8, frame_size=64, batch_size=16,
                          num_workers=0)
-    model = ZeroShotVideoClassifier(model_name="demo", pretrained="demo", class_names=dm.class_names,
+    model = VideoClassificationTask(model_name="demo", pretrained="demo", class_names=dm.class_names,
                                     base_classes=dm.base_classes, **model_kw)
     trainer = Trainer(max_epochs=12, accelerator="cpu", logger=False, enable_progress_bar=False,
                       enable_model_summary=False, enable_checkpointing=False, default_root_dir=tmp_path,
                       check_val_every_n_epoch=100)
-    if model.learnable:
+    if model.model.learnable:
         trainer.fit(model, dm)
     return trainer.test(model, dm, verbose=False)[0]
 

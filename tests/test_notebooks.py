@@ -6,7 +6,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from zsvc_pl.backbone import DEMO_WEIGHTS
+from zsvc_pl.model.backbone import DEMO_WEIGHTS
 
 NOTEBOOKS = sorted((Path(__file__).parents[1] / "notebooks").glob("*.ipynb"))
 

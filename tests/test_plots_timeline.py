@@ -4,7 +4,7 @@
 import numpy as np
 import pytest
 
-from zsvc_pl import plots
+from zsvc_pl.train import figures as plots
 from zsvc_pl.timeline import Timeline
 
 
@@ -47,3 +47,10 @@ def test_result_figures_are_written(tmp_path, n):
                       "b": plots.base_novel_figure({"base_top1": 0.9, "novel_top1": 0.7, "hm": 0.79})}.items():
         path = plots.save(fig, tmp_path / f"{name}.png")
         assert path.stat().st_size > 5_000
+
+
+def test_per_class_bars_show_zero_accuracies():
+    conf = np.array([[0, 3], [2, 0]])  # every video wrong: both accuracies 0
+    fig = plots.per_class_figure(conf, ["a", "b"])
+    labels = [t.get_text() for t in fig.axes[0].texts]
+    assert labels == ["0 %", "0 %"]  # a visible label where a bar has no length

@@ -1,13 +1,7 @@
 import pytest
 
-from zsvc_pl.prompts import (
-    TEMPLATE_SETS,
-    class_prompts,
-    humanize_label,
-    load_descriptions,
-    load_templates,
-    validate_labels,
-)
+from zsvc_pl.labels import humanize_label, validate_labels
+from zsvc_pl.model.prompts import TEMPLATE_SETS, class_prompts, load_descriptions, load_templates
 
 
 @pytest.mark.parametrize("name,words", [

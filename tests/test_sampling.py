@@ -59,16 +59,16 @@ def test_change_scores_see_a_small_object_through_noise():
 
 
 def test_adaptive_dataset_sampling_finds_a_short_event(tmp_path):
-    from zsvc_pl.data.datasets import VideoClassificationDataset, VideoRecord
+    from zsvc_pl.data import FrameReader, VideoClassificationDataset, VideoRecord
     from zsvc_pl.demo.world import render_video, write_video
 
     frames = render_video("red", "circle", "left", np.random.default_rng(3), 64, 40, event=0.2)
     red = (frames[..., 0] > 180) & (frames[..., 1] < 90)
     visible = {i for i in range(40) if red[i].sum() > 20}
     write_video(tmp_path / "v.mp4", frames)
-    ds = VideoClassificationDataset([VideoRecord(str(tmp_path / "v.mp4"))], FrameSampler(8, adaptive=True),
-                                    frame_size=64)
-    picked = ds._adaptive(str(tmp_path / "v.mp4"), 40)
+    reader = FrameReader(FrameSampler(8, adaptive=True), frame_size=64)
+    ds = VideoClassificationDataset([VideoRecord(str(tmp_path / "v.mp4"))], reader)
+    picked = reader._adaptive(str(tmp_path / "v.mp4"), 40)
     uniform = FrameSampler(8)(40)[0]
     assert sum(i in visible for i in picked) > sum(i in visible for i in uniform)
     assert ds[0]["video"].shape == (1, 8, 3, 64, 64)

@@ -1,7 +1,7 @@
 import torch
 import torch.nn.functional as F
 
-from zsvc_pl.temporal import MeanPool, TemporalTransformer, TextAttentionPool, build_temporal
+from zsvc_pl.model.temporal import MeanPool, TemporalTransformer, TextAttentionPool, build_temporal
 
 
 def test_untrained_transformer_is_exactly_mean_pooling():

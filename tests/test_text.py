@@ -1,8 +1,8 @@
 import torch
 
 from tests.conftest import TINY_CONFIG
-from zsvc_pl.backbone import load_clip
-from zsvc_pl.text import PromptLearner, encode_prompts
+from zsvc_pl.model.backbone import load_clip
+from zsvc_pl.model.text import PromptLearner, encode_prompts
 
 LABELS = ["a red circle moving to the left", "ApplyEyeMakeup", "ride_horse"]
 

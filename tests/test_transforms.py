@@ -1,7 +1,8 @@
 import numpy as np
 import torch
 
-from zsvc_pl.data.transforms import ClipNormalize, resize_short_side, square_crops
+from zsvc_pl.data.transforms import resize_short_side, square_crops
+from zsvc_pl.model.preprocess import ClipNormalize
 
 
 def test_square_crops_shapes_and_positions():

@@ -1,6 +1,7 @@
 """Search and moderation on demo videos whose content is known, with the shipped demo backbone."""
 
 import csv
+import os
 import shutil
 from pathlib import Path
 
@@ -49,6 +50,47 @@ def test_search_command(demo_model, library, tmp_path, capsys):
     assert "indexed 4 videos (4 encoded" in capsys.readouterr().out
     search_main(["query", "a blue square", *args, "--top-k", "1"])
     assert static_label("blue", "square") in capsys.readouterr().out
+    # without --model-name the index's own backbone is used (no attempt to fetch ViT-B-32)
+    search_main(["query", "a blue square", "--index", str(tmp_path / "v.idx"), "--top-k", "1"])
+    assert static_label("blue", "square") in capsys.readouterr().out
+
+
+def test_search_refuses_another_backbone_a_missing_or_damaged_index(demo_model, library, tmp_path, capsys,
+                                                                    tiny_ckpt, monkeypatch):
+    from tests.conftest import TINY_CONFIG
+    from zsvc_pl.data import outputs
+
+    idx = tmp_path / "v.idx"
+    search_main(["index", str(library), "--index", str(idx), "--model-name", "demo", "--pretrained", "demo"])
+    good = idx.read_bytes()
+    cases = {
+        "the model is tiny-clip": ["query", "x", "--index", str(idx), "--model-name", str(TINY_CONFIG),
+                                   "--pretrained", tiny_ckpt],
+        "index not found": ["query", "x", "--index", str(tmp_path / "missing.idx")],
+    }
+    for words, argv in cases.items():
+        with pytest.raises(SystemExit) as e:
+            search_main(argv)
+        assert e.value.code == 2 and words in capsys.readouterr().err
+    real_replace = os.replace
+
+    def killed(src, dst):
+        raise KeyboardInterrupt  # a kill between writing the new index and renaming it
+
+    (library / "extra").mkdir()
+    shutil.copy(next(library.rglob("*.mp4")), library / "extra" / "copy.mp4")
+    monkeypatch.setattr(outputs.os, "replace", killed)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            search_main(["index", str(library), "--index", str(idx)])
+    finally:
+        monkeypatch.setattr(outputs.os, "replace", real_replace)
+        shutil.rmtree(library / "extra")
+    assert idx.read_bytes() == good and not list(tmp_path.glob(".v.idx.*.tmp"))
+    idx.write_bytes(good[: len(good) // 2])
+    with pytest.raises(SystemExit):
+        search_main(["query", "x", "--index", str(idx)])
+    assert f"{idx} is not a readable zsvc_pl index" in capsys.readouterr().err
 
 
 def test_moderation_flags_with_time_span(demo_model, library, tmp_path):
@@ -68,6 +110,16 @@ def test_moderation_flags_with_time_span(demo_model, library, tmp_path):
 
 
 def test_rules_are_validated(tmp_path):
+    bad = tmp_path / "r.yaml"
+    for text, words in [("flags:\n  a gun: high\n", "flag 'a gun': threshold 'high' is not a number"),
+                        ("flags: [a gun]\n", "no 'flags'"), ("flags:\n  x: 0.5\nothers: a cat\n", "must be a list"),
+                        ("flags: {x: 0.5\n", "not valid YAML")]:
+        bad.write_text(text)
+        with pytest.raises(ValueError, match=words):
+            load_rules(bad)
+
+
+def test_rules_thresholds_and_flags(tmp_path):
     bad = tmp_path / "r.yaml"
     bad.write_text("flags:\n  x: 1.5\n")
     with pytest.raises(ValueError, match="thresholds"):

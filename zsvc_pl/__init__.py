@@ -1,11 +1,18 @@
-"""zsvc_pl: zero-shot video classification with a frozen CLIP model, on PyTorch Lightning."""
+"""zsvc_pl: zero-shot video classification with a frozen CLIP model, on PyTorch Lightning.
 
-from zsvc_pl.backbone import BackboneLoadError, load_clip
+Layers, lowest first: ``labels`` (pure Python), ``model`` (tensors only) and ``data`` (files -> frames),
+``train`` (the LightningModule, metrics, callbacks), then the uses: ``api``, ``timeline``, ``search``,
+``moderation``, ``cli``. No module imports from a layer above its own.
+"""
+
+from zsvc_pl.api import ZeroShotVideoClassifier
 from zsvc_pl.data import VideoDataModule, VideoDecodeError
 from zsvc_pl.demo.world import generate_dataset
-from zsvc_pl.module import BackboneMismatchError, ZeroShotVideoClassifier
+from zsvc_pl.model import BackboneLoadError, VideoTextModel, create_model, load_clip
+from zsvc_pl.train import BackboneMismatchError, VideoClassificationTask
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
-__all__ = ["ZeroShotVideoClassifier", "VideoDataModule", "load_clip", "BackboneLoadError",
-           "BackboneMismatchError", "VideoDecodeError", "generate_dataset", "__version__"]
+__all__ = ["ZeroShotVideoClassifier", "VideoClassificationTask", "VideoTextModel", "VideoDataModule",
+           "create_model", "load_clip", "BackboneLoadError", "BackboneMismatchError", "VideoDecodeError",
+           "generate_dataset", "__version__"]

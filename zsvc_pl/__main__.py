@@ -1,3 +1,5 @@
-from zsvc_pl.cli import main
+import sys
 
-main()
+from zsvc_pl.cli import console
+
+sys.exit(console())

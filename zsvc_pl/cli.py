@@ -1,35 +1,155 @@
-"""Command line: ``python -m zsvc_pl fit|validate|test|predict`` through LightningCLI."""
+"""Command line: ``python -m zsvc_pl fit|validate|test|predict`` through LightningCLI.
+
+``main(args)`` serves ``python -m zsvc_pl``, the ``zsvc`` console script, tests and notebooks alike. Every run
+gets its own folder (``runs/<subcommand>-<time>`` unless ``--trainer.default_root_dir`` is given) holding its
+resolved config, ``errors.csv``, figures, predictions and ``checkpoints/last.ckpt``, whatever the logger.
+"""
 
 from __future__ import annotations
 
-from lightning.pytorch.cli import ArgsType, LightningCLI
+import inspect
+import logging
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
 
-from zsvc_pl.callbacks import PredictionWriter, ResultPlots, RunReport
+import torch
+import yaml
+from lightning.pytorch.cli import ArgsType, LightningCLI, SaveConfigCallback
+
 from zsvc_pl.data.datamodule import VideoDataModule
-from zsvc_pl.module import ZeroShotVideoClassifier
+from zsvc_pl.train.callbacks import RunReport
+from zsvc_pl.train.checkpoints import MOVED_HPARAMS
+from zsvc_pl.train.figures import ResultPlots
+from zsvc_pl.train.predictions import PredictionWriter
+from zsvc_pl.train.task import VideoClassificationTask
+
+_LINKED = {"class_names", "base_classes"}  # set from the data module, never from a checkpoint or a flag
+_NOISE = ("GPU available", "TPU available", "HPU available", "💡 Tip", "You are using a CUDA device")
+
+
+class UsageError(SystemExit):
+    """A mistake in the command: one line on stderr, exit code 2."""
+
+    def __init__(self, message: str) -> None:
+        print(f"zsvc_pl: error: {message}", file=sys.stderr)
+        super().__init__(2)
+
+
+class RunConfig(SaveConfigCallback):
+    """Saves the resolved config as ``<stage>-config.yaml`` in the run folder, never over an earlier run's."""
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        folder = Path(trainer.log_dir or trainer.default_root_dir)
+        stage = getattr(stage, "value", stage)
+        name, n = f"{stage}-config.yaml", 2
+        while (folder / name).exists():
+            name, n = f"{stage}-config-{n}.yaml", n + 1
+        self.config_filename = name
+        super().setup(trainer, pl_module, stage)
 
 
 class ZsvcCLI(LightningCLI):
-    """LightningCLI with the data module's class names and split passed to the model."""
+    """LightningCLI with the data module's classes passed to the model and checkpoint settings checked.
+
+    ``explicit``: the ``model.*`` keys given on the command line, which must agree with a checkpoint's.
+    """
+
+    def __init__(self, *args, explicit: set[str] = frozenset(), **kwargs) -> None:
+        self.explicit = set(explicit)
+        super().__init__(*args, **kwargs)
 
     def add_arguments_to_parser(self, parser) -> None:
         parser.link_arguments("data.class_names", "model.class_names", apply_on="instantiate")
         parser.link_arguments("data.base_classes", "model.base_classes", apply_on="instantiate")
-        parser.link_arguments("data.num_frames", "model.num_frames")
-        parser.link_arguments("data.sampling", "model.sampling")
-        parser.link_arguments("data.feature_cache", "model.feature_cache")
         parser.add_lightning_class_args(PredictionWriter, "predictions")
         parser.add_lightning_class_args(RunReport, "report")
         parser.add_lightning_class_args(ResultPlots, "plots")
-        parser.link_arguments("predictions.output", "data.skip_done")
+
+    def _parse_ckpt_path(self) -> None:
+        """Take the checkpoint's model settings; a setting given on the command line or in a config that differs
+        from the checkpoint's is refused, naming both values (Lightning would silently use the checkpoint's)."""
+        sub = self.config.get("subcommand")
+        ckpt_path = self.config[sub].get("ckpt_path") if sub else None
+        if not ckpt_path:
+            return
+        if not Path(ckpt_path).is_file():
+            raise UsageError(f"checkpoint not found: {ckpt_path} (--ckpt_path)")
+        ckpt = torch.load(ckpt_path, weights_only=True, map_location="cpu")
+        params = inspect.signature(VideoClassificationTask.__init__).parameters
+        saved = {k: v for k, v in ckpt.get("hyper_parameters", {}).items() if k in params and k not in _LINKED}
+        given = self.config[sub]["model"]
+        conflicts = [f"model.{k}: checkpoint {saved[k]!r}, given {given[k]!r}" for k in saved
+                     if given.get(k) != saved[k] and (k in self.explicit or given.get(k) != params[k].default)]
+        if conflicts:
+            raise UsageError(f"{ckpt_path} was trained with other settings than those given: "
+                             + "; ".join(conflicts) + ". Drop those flags (the checkpoint's are used) or use a "
+                             "checkpoint trained with them")
+        self.config = self.parser.parse_object({sub: {"model": saved}}, self.config)
+
+    def before_instantiate_classes(self) -> None:
+        cfg = self.config[self.subcommand]
+        if cfg.trainer.default_root_dir is None:
+            cfg.trainer.default_root_dir = os.path.join("runs", f"{self.subcommand}-{time.strftime('%Y%m%d-%H%M%S')}")
+
+    def before_fit(self) -> None:
+        for cb in self.trainer.checkpoint_callbacks:  # one documented place: <run folder>/checkpoints
+            if cb.dirpath is None:
+                cb.dirpath = os.path.join(self.trainer.default_root_dir, "checkpoints")
+
+
+def _check_moved_keys(args: list[str]) -> None:
+    """Options that left the model: say where they went, on the command line or in a config file."""
+    given = [a.split("=")[0].removeprefix("--model.") for a in args if a.startswith("--model.")]
+    configs = [args[i + 1] for i, a in enumerate(args[:-1]) if a in ("--config", "-c")]
+    for path in configs:
+        if Path(path).is_file():
+            model = (yaml.safe_load(Path(path).read_text()) or {}).get("model") or {}
+            given += list(model.get("init_args", model) if isinstance(model, dict) else [])
+    for key in given:
+        if key in MOVED_HPARAMS:
+            raise UsageError(f"model.{key} has moved to {MOVED_HPARAMS[key]}: use --{MOVED_HPARAMS[key]}")
+
+
+class _QuietLightning(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not message.startswith(_NOISE) and "litlogger" not in message and "litmodels" not in message
 
 
 def main(args: ArgsType = None) -> ZsvcCLI:
-    """Entry point for ``python -m zsvc_pl``, tests and notebooks (``main(["test", "--config", ...])``)."""
-    return ZsvcCLI(
-        ZeroShotVideoClassifier,
-        VideoDataModule,
-        seed_everything_default=0,
-        save_config_kwargs={"overwrite": True},
-        args=args,
-    )
+    """Build and run the CLI (``main(["test", "--config", ...])``). A user mistake ends with one line and exit
+    code 2; ``--debug`` (or ``ZSVC_DEBUG=1``) shows the full traceback instead."""
+    from zsvc_pl.data.decoding import VideoDecodeError
+    from zsvc_pl.data.outputs import OutputError
+    from zsvc_pl.labels import LabelError
+    from zsvc_pl.model.backbone import BackboneLoadError
+    from zsvc_pl.train.checkpoints import BackboneMismatchError, CheckpointError
+
+    args = list(sys.argv[1:] if args is None else args)
+    debug = "--debug" in args or os.environ.get("ZSVC_DEBUG") == "1"
+    args = [a for a in args if a != "--debug"]
+    _check_moved_keys(args)
+    explicit = {a.split("=")[0].removeprefix("--model.") for a in args if a.startswith("--model.")}
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+        logging.getLogger(name).addFilter(_QuietLightning())
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"(?!zsvc_pl)")
+            warnings.filterwarnings("ignore", category=FutureWarning, module=r"(?!zsvc_pl)")
+            warnings.filterwarnings("ignore", message="LightningCLI's args parameter")  # main(args) is by design
+            return ZsvcCLI(VideoClassificationTask, VideoDataModule, seed_everything_default=0,
+                           save_config_callback=RunConfig, args=args, explicit=explicit)
+    except (ValueError, FileNotFoundError, LabelError, OutputError, BackboneLoadError, BackboneMismatchError,
+            CheckpointError, VideoDecodeError, FloatingPointError) as e:
+        if debug:
+            raise
+        raise UsageError(str(e).splitlines()[0] if str(e) else type(e).__name__) from None
+
+
+def console() -> int:
+    """The ``zsvc`` console script and ``python -m zsvc_pl``: exit code 0 after a successful run."""
+    main()
+    return 0

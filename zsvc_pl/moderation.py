@@ -16,13 +16,17 @@ from __future__ import annotations
 
 import argparse
 import csv
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
-from zsvc_pl.data.datasets import list_videos
+from zsvc_pl.data.annotations import list_videos
 from zsvc_pl.data.decoding import VideoDecodeError
-from zsvc_pl.timeline import video_timeline
+from zsvc_pl.data.outputs import ENCODING, atomic_write
+
+if TYPE_CHECKING:
+    from zsvc_pl.api import ZeroShotVideoClassifier
 
 
 @dataclass
@@ -41,24 +45,38 @@ def load_rules(path: str | Path) -> tuple[dict[str, float], list[str]]:
     """Thresholds per flagged label and the list of ordinary labels, from YAML."""
     import yaml
 
-    data = yaml.safe_load(Path(path).read_text()) or {}
-    flags = {str(k): float(v) for k, v in (data.get("flags") or {}).items()}
-    if not flags:
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8-sig")) or {}
+    except yaml.YAMLError as e:
+        raise ValueError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected 'flags:' (label: threshold) and 'others:' (a list of labels)")
+    raw = data.get("flags") or {}
+    if not isinstance(raw, dict) or not raw:
         raise ValueError(f"{path}: no 'flags' (label: threshold) given")
+    flags = {}
+    for label, value in raw.items():
+        try:
+            flags[str(label)] = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{path}: flag {label!r}: threshold {value!r} is not a number") from None
     bad = {k: v for k, v in flags.items() if not 0 < v <= 1}
     if bad:
         raise ValueError(f"{path}: thresholds must be in (0, 1]: {bad}")
-    return flags, [str(x) for x in data.get("others") or []]
+    others = data.get("others") or []
+    if not isinstance(others, list):
+        raise ValueError(f"{path}: 'others' must be a list of labels, got {type(others).__name__}")
+    return flags, [str(x) for x in others]
 
 
-def flag_videos(model, videos: Sequence[str], flags: dict[str, float], others: Sequence[str] = (),
-                num_frames: int = 16) -> tuple[list[Flag], list[tuple[str, str]]]:
+def flag_videos(model: ZeroShotVideoClassifier, videos: Sequence[str], flags: dict[str, float],
+                others: Sequence[str] = (), num_frames: int | None = None) -> tuple[list[Flag], list[tuple[str, str]]]:
     """Flags for every video (per-frame probabilities over flags + others), and the unreadable videos."""
     labels = list(flags) + [o for o in others if o not in flags]
     found, errors = [], []
     for path in videos:
         try:
-            tl = video_timeline(model, path, labels, num_frames)
+            tl = model.timeline(path, labels, num_frames)
         except VideoDecodeError as e:
             errors.append((e.path, e.reason))
             continue
@@ -71,8 +89,9 @@ def flag_videos(model, videos: Sequence[str], flags: dict[str, float], others: S
     return found, errors
 
 
-def main(argv: list[str] | None = None) -> None:
-    from zsvc_pl.module import ZeroShotVideoClassifier
+def main(argv: list[str] | None = None) -> int:
+    """Flag a folder; returns 0, or exits 2 with one line on a mistake."""
+    from zsvc_pl.api import ZeroShotVideoClassifier
 
     parser = argparse.ArgumentParser(description="flag videos whose labels pass their thresholds")
     parser.add_argument("--rules", required=True)
@@ -80,20 +99,30 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", default="flags.csv")
     parser.add_argument("--model-name", default="ViT-B-32")
     parser.add_argument("--pretrained", default="openai")
-    parser.add_argument("--num-frames", type=int, default=16)
+    parser.add_argument("--num-frames", type=int, default=None, help="frames per video (default: 8)")
     args = parser.parse_args(argv)
-    flags, others = load_rules(args.rules)
-    model = ZeroShotVideoClassifier(model_name=args.model_name, pretrained=args.pretrained)
-    videos = list_videos(args.videos)
-    found, errors = flag_videos(model, videos, flags, others, args.num_frames)
-    with open(args.out, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(Flag.__dataclass_fields__))
-        writer.writeheader()
-        writer.writerows(asdict(x) for x in found)
+    try:
+        flags, others = load_rules(args.rules)
+        videos = list_videos(args.videos)
+        if not videos:
+            raise ValueError(f"no video files under {args.videos}")
+        model = ZeroShotVideoClassifier(model_name=args.model_name, pretrained=args.pretrained)
+        found, errors = flag_videos(model, videos, flags, others, args.num_frames)
+    except (ValueError, FileNotFoundError, RuntimeError) as e:
+        parser.exit(2, f"zsvc_pl.moderation: error: {str(e).splitlines()[0]}\n")
+    atomic_write(args.out, lambda tmp: _write_flags(tmp, found))
     for path, reason in errors:
         print(f"skipped {path}: {reason}")
     print(f"{len(found)} flag(s) in {len({x.path for x in found})} of {len(videos)} videos -> {args.out}")
+    return 0
+
+
+def _write_flags(path: Path, found: list[Flag]) -> None:
+    with open(path, "w", newline="", **ENCODING) as f:
+        writer = csv.DictWriter(f, fieldnames=list(Flag.__dataclass_fields__))
+        writer.writeheader()
+        writer.writerows(asdict(x) for x in found)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -3,30 +3,41 @@
     python -m zsvc_pl.search index /videos --index videos.idx --model-name ViT-B-32 --pretrained openai
     python -m zsvc_pl.search query "a person riding a horse" --index videos.idx --top-k 5
 
-The index stores video embeddings with each file's size and modification time; indexing again adds new or
-changed files and drops deleted ones without re-encoding the rest. Frame features go to the feature cache
-beside the index, so switching to another label set or re-indexing is cheap.
+The index stores video embeddings with each file's size and modification time, and the backbone (name and
+weights) they were made with; indexing again adds new or changed files and drops deleted ones without
+re-encoding the rest. ``query`` rebuilds that backbone unless told otherwise, and refuses another one. Frame
+features go to the feature cache beside the index. The index file is replaced atomically and checked on load.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import torch
 
-from zsvc_pl.data.datasets import list_videos
-from zsvc_pl.data.decoding import VideoDecodeError
+from zsvc_pl.data.annotations import list_videos
+from zsvc_pl.data.outputs import atomic_write, output_lock
+
+if TYPE_CHECKING:
+    from zsvc_pl.api import ZeroShotVideoClassifier
+
+
+class IndexFileError(ValueError):
+    """An index file that cannot be used; the message names it."""
 
 
 class VideoIndex:
     """Embeddings ``[N, D]`` of videos with the file stamps they were computed from."""
 
     def __init__(self, backbone: str, paths: list[str] | None = None, stamps: list[tuple[int, int]] | None = None,
-                 embeddings: torch.Tensor | None = None) -> None:
+                 embeddings: torch.Tensor | None = None, model_name: str | None = None,
+                 pretrained: str | None = None) -> None:
         self.backbone = backbone
+        self.model_name, self.pretrained = model_name, pretrained
         self.paths = paths or []
         self.stamps = stamps or []
         self.embeddings = embeddings if embeddings is not None else torch.empty(0, 0)
@@ -36,20 +47,23 @@ class VideoIndex:
         st = os.stat(path)
         return st.st_size, st.st_mtime_ns
 
-    def update(self, model, videos: Sequence[str], batch_size: int = 8) -> dict[str, int]:
+    def check(self, clf: ZeroShotVideoClassifier) -> None:
+        """Refuse a classifier whose backbone is not the one the index was built with."""
+        if clf.backbone_identity != self.backbone:
+            raise IndexFileError(f"index was built with backbone {self.backbone}, the model is "
+                              f"{clf.backbone_identity}: query with the index's backbone or index again")
+
+    def update(self, model: ZeroShotVideoClassifier, videos: Sequence[str], batch_size: int = 8) -> dict[str, int]:
         """Make the index hold exactly ``videos``: encode new or changed files only. Returns counts."""
-        if model.backbone_identity != self.backbone:
-            raise ValueError(f"index was built with backbone {self.backbone}, model is {model.backbone_identity}")
-        keep = {p: i for i, (p, s) in enumerate(zip(self.paths, self.stamps)) if p in set(videos)
+        self.check(model)
+        wanted = set(videos)
+        keep = {p: i for i, (p, s) in enumerate(zip(self.paths, self.stamps)) if p in wanted
                 and os.path.exists(p) and self._stamp(p) == s}
         todo = [p for p in videos if p not in keep]
-        new_emb, new_paths, failed = [], [], 0
-        for p in todo:
-            try:
-                new_emb.append(model.encode_videos([p], batch_size=1))
-                new_paths.append(p)
-            except VideoDecodeError:
-                failed += 1
+        errors: list = []
+        new_emb = [model.encode_videos(todo, batch_size=batch_size, errors=errors)] if todo else []
+        bad = {p for p, _ in errors}
+        new_paths, failed = [p for p in todo if p not in bad], len(bad)
         kept_paths = list(keep)
         parts = [self.embeddings[list(keep.values())]] if keep else []
         self.embeddings = torch.cat(parts + new_emb) if parts or new_emb else torch.empty(0, 0)
@@ -57,8 +71,9 @@ class VideoIndex:
         self.stamps = [self._stamp(p) for p in self.paths]
         return {"kept": len(kept_paths), "added": len(new_paths), "failed": failed}
 
-    def search(self, model, query: str, top_k: int = 5) -> list[tuple[str, float]]:
+    def search(self, model: ZeroShotVideoClassifier, query: str, top_k: int = 5) -> list[tuple[str, float]]:
         """The ``top_k`` videos most similar to ``query`` (cosine similarity), best first."""
+        self.check(model)
         if not self.paths:
             return []
         text = model.encode_labels([query]).to(self.embeddings.device)
@@ -67,41 +82,65 @@ class VideoIndex:
         return [(self.paths[i], float(s)) for s, i in zip(best.values.tolist(), best.indices.tolist())]
 
     def save(self, path: str | Path) -> None:
-        torch.save({"backbone": self.backbone, "paths": self.paths, "stamps": self.stamps,
-                    "embeddings": self.embeddings}, path)
+        """Write the index atomically (a kill leaves the previous index whole)."""
+        state = {"backbone": self.backbone, "model_name": self.model_name, "pretrained": self.pretrained,
+                 "paths": self.paths, "stamps": self.stamps, "embeddings": self.embeddings}
+        atomic_write(path, lambda tmp: torch.save(state, tmp))
 
     @classmethod
     def load(cls, path: str | Path) -> "VideoIndex":
-        d = torch.load(path, weights_only=True)
-        return cls(d["backbone"], d["paths"], [tuple(s) for s in d["stamps"]], d["embeddings"])
+        """Read and check an index: every vector finite and unit length, one per path."""
+        try:
+            d = torch.load(path, weights_only=True)
+            index = cls(d["backbone"], list(d["paths"]), [tuple(s) for s in d["stamps"]], d["embeddings"],
+                        d.get("model_name"), d.get("pretrained"))
+        except FileNotFoundError:
+            raise IndexFileError(f"index not found: {path} (build it with: python -m zsvc_pl.search index FOLDER "
+                              f"--index {path})") from None
+        except Exception as e:
+            raise IndexFileError(f"{path} is not a readable zsvc_pl index ({type(e).__name__}); index again") from None
+        emb = index.embeddings
+        if index.paths and (emb.dim() != 2 or len(emb) != len(index.paths) or not torch.isfinite(emb).all()
+                            or not torch.allclose(emb.norm(dim=-1), torch.ones(len(emb)), atol=1e-3)):
+            raise IndexFileError(f"{path} is damaged (vectors do not match its {len(index.paths)} videos); index again")
+        return index
 
 
-def main(argv: list[str] | None = None) -> None:
-    from zsvc_pl.module import ZeroShotVideoClassifier
+def main(argv: list[str] | None = None) -> int:
+    """``index`` a folder or ``query`` an index; returns 0, or exits 2 with one line on a mistake."""
+    from zsvc_pl.api import ZeroShotVideoClassifier
 
     parser = argparse.ArgumentParser(description="index a video folder, then search it with free text")
     parser.add_argument("command", choices=["index", "query"])
     parser.add_argument("target", help="folder to index, or the query text")
     parser.add_argument("--index", required=True, help="index file")
-    parser.add_argument("--model-name", default="ViT-B-32")
-    parser.add_argument("--pretrained", default="openai")
-    parser.add_argument("--num-frames", type=int, default=8)
+    parser.add_argument("--model-name", default=None, help="default: the index's backbone, else ViT-B-32")
+    parser.add_argument("--pretrained", default=None, help="default: the index's weights, else openai")
+    parser.add_argument("--num-frames", type=int, default=None)
     parser.add_argument("--top-k", type=int, default=5)
     args = parser.parse_args(argv)
     index_file = Path(args.index)
-    cache = index_file.with_name(index_file.name + ".features")
-    model = ZeroShotVideoClassifier(model_name=args.model_name, pretrained=args.pretrained,
-                                    num_frames=args.num_frames, feature_cache=str(cache))
-    index = VideoIndex.load(index_file) if index_file.exists() else VideoIndex(model.backbone_identity)
-    if args.command == "index":
-        counts = index.update(model, list_videos(args.target))
-        index.save(index_file)
-        print(f"indexed {len(index.paths)} videos ({counts['added']} encoded, {counts['kept']} unchanged, "
-              f"{counts['failed']} unreadable) -> {index_file}")
-    else:
-        for rank, (path, score) in enumerate(index.search(model, args.target, args.top_k), 1):
-            print(f"{rank}. {score:.3f}  {path}")
+    try:
+        index = VideoIndex.load(index_file) if args.command == "query" or index_file.exists() else None
+        model_name = args.model_name or (index.model_name if index else None) or "ViT-B-32"
+        pretrained = args.pretrained or (index.pretrained if index else None) or "openai"
+        kw = {"num_frames": args.num_frames} if args.num_frames else {}
+        clf = ZeroShotVideoClassifier(model_name=model_name, pretrained=pretrained,
+                                      feature_cache=index_file.with_name(index_file.name + ".features"), **kw)
+        if args.command == "query":
+            for rank, (path, score) in enumerate(index.search(clf, args.target, args.top_k), 1):
+                print(f"{rank}. {score:.3f}  {path}")
+            return 0
+        index = index or VideoIndex(clf.backbone_identity, model_name=model_name, pretrained=pretrained)
+        with output_lock(index_file):
+            counts = index.update(clf, list_videos(args.target))
+            index.save(index_file)
+    except (ValueError, FileNotFoundError, RuntimeError) as e:
+        parser.exit(2, f"zsvc_pl.search: error: {str(e).splitlines()[0]}\n")
+    print(f"indexed {len(index.paths)} videos ({counts['added']} encoded, {counts['kept']} unchanged, "
+          f"{counts['failed']} unreadable) -> {index_file}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,18 +1,20 @@
-"""Where in a video a label happens: per-frame label scores over time, and the span around each peak."""
+"""Where in a video a label happens: per-frame label scores over time, the span around each peak, a picture."""
 
 from __future__ import annotations
 
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+import matplotlib
 import numpy as np
 import torch
 import torch.nn.functional as F
+from matplotlib.figure import Figure
 
-from zsvc_pl.data.decoding import open_video, read_frames
-from zsvc_pl.data.sampling import segment_indices
-from zsvc_pl.data.transforms import square_crops
+from zsvc_pl.data.reader import FrameReader
+from zsvc_pl.model.video_text import VideoTextModel
 
 
 @dataclass
@@ -48,15 +50,44 @@ class Timeline:
 
 
 @torch.inference_mode()
-def video_timeline(model, path: str | Path, labels: Sequence[str], num_frames: int = 16) -> Timeline:
-    """Score ``num_frames`` evenly spread frames of one video against ``labels`` with ``model``
-    (a ``ZeroShotVideoClassifier``; its label features and backbone are used, no temporal pooling)."""
+def video_timeline(model: VideoTextModel, reader: FrameReader, path: str | Path, labels: Sequence[str]) -> Timeline:
+    """Score the frames ``reader`` samples from one video against ``labels``, each frame on its own (the model's
+    label features and backbone; no temporal pooling). The reader's time limit and size bounds apply."""
     path = str(path)
-    video = open_video(path, short_side=model.image_size)
-    idx = segment_indices(video.num_frames, num_frames)
-    frames = square_crops(read_frames(video, idx, path), model.image_size)[0]  # [T, 3, S, S]
+    clip = reader.read(path)
+    frames = clip.frames[0]  # [T, 3, S, S]
     feats = model.frame_features(frames[None, None].to(model.device))[0, 0]  # [T, D]
-    text = model.encode_labels(list(labels))
+    text = model.text_features(list(labels))
     scores = (model.logit_scale * F.normalize(feats, dim=-1) @ text.T).softmax(-1)
-    return Timeline(path, list(labels), np.array(idx, dtype=float) / video.fps, scores.cpu().numpy(),
+    return Timeline(path, list(labels), np.array(clip.indices[0], dtype=float) / clip.fps, scores.cpu().numpy(),
                     frames.permute(0, 2, 3, 1).cpu().numpy())
+
+
+def _wrap(label: str, width: int = 28) -> str:
+    return "\n".join(textwrap.wrap(label, width)) or label
+
+
+def explain_figure(tl: Timeline, top_k: int = 3, max_frames: int = 8):
+    """A strip of sampled frames over a plot of the top labels' per-frame scores against time."""
+    mean = tl.scores.mean(0)
+    top = np.argsort(-mean)[:top_k]
+    show = np.linspace(0, len(tl.times) - 1, min(max_frames, len(tl.times))).round().astype(int)
+    fig = Figure(figsize=(1.6 * len(show), 5.2), layout="constrained")
+    grid = fig.add_gridspec(2, len(show), height_ratios=[1, 1.6])
+    for col, t in enumerate(show):
+        ax = fig.add_subplot(grid[0, col])
+        ax.imshow(tl.frames[t])
+        ax.set_title(f"{tl.times[t]:.1f} s", fontsize=9)
+        ax.axis("off")
+    ax = fig.add_subplot(grid[1, :])
+    colours = matplotlib.colormaps["tab10"]
+    for rank, c in enumerate(top):
+        ax.plot(tl.times, tl.scores[:, c], marker="o", ms=3, color=colours(rank),
+                label=f"{tl.labels[c]} (mean {mean[c]:.2f})")
+    ax.set_xlabel("time in the video (s)")
+    ax.set_ylabel("per-frame probability")
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9, frameon=False)
+    fig.suptitle(_wrap(str(Path(*Path(tl.path).parts[-2:])), 90), fontsize=10)
+    return fig

@@ -10,22 +10,22 @@ import torch
 import torch.distributed as dist
 from lightning import LightningDataModule
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
-from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader
 
-from zsvc_pl.cache import FeatureCache
-from zsvc_pl.data.datasets import (
-    VideoClassificationDataset,
+from zsvc_pl.data.annotations import (
     VideoRecord,
-    collate_videos,
+    class_folders,
     folder_records,
     hmdb51_records,
     list_records,
     list_videos,
-    read_label_file,
     ucf101_records,
 )
-from zsvc_pl.data.sampling import FrameSampler
+from zsvc_pl.data.cache import FeatureCache
+from zsvc_pl.data.datasets import VideoClassificationDataset, collate_videos
+from zsvc_pl.data.reader import FrameReader
+from zsvc_pl.data.sampling import DEFAULT_NUM_FRAMES, FrameSampler
+from zsvc_pl.labels import read_label_file, validate_labels
 
 FORMATS = ("folder", "list", "ucf101", "hmdb51")
 SPLITS = ("train", "val", "test")
@@ -36,23 +36,26 @@ class VideoDataModule(LightningDataModule):
 
     Formats (``format``):
       - ``folder``: ``root/<class>/<video>``; if ``root`` has ``train/``, ``val/``, ``test/`` folders, each
-        is such a folder, else ``root`` itself serves validation and test.
+        is such a folder, else ``root`` itself serves validation and test. The classes are the union of the class
+        folders over all splits (sorted), so a class present only in ``test/`` (a novel class) is known.
       - ``list``: ``{train,val,test}_list`` files of ``relative/path label_id`` lines under ``root``,
-        with class names from ``label_file``.
+        with class names from ``label_file``. ViFi-CLIP's published base-to-novel files index two label files,
+        each list in its own id space: ``label_file`` = ``*_base_labels.csv``, ``novel_label_file`` =
+        ``*_novel_labels.csv``, ``train_list`` = ``fs_base_s1_train.txt``, ``test_list`` = ``base_val.txt``,
+        ``novel_test_list`` = ``novel_val.txt``; base classes are then the base label file's.
       - ``ucf101`` / ``hmdb51``: the official split files in ``split_dir`` (fold ``fold``), videos under ``root``.
 
     Args:
         root: the dataset folder (see formats).
         format: one of ``folder``, ``list``, ``ucf101``, ``hmdb51``.
         train_list, val_list, test_list: annotation lists (``list`` format).
-        label_file: class names (``id,name`` CSV, ``id name`` lines, or one name per line); also names the
-            labels for ``predict`` over unlabelled videos.
+        label_file: class names (``id,name`` CSV, ``id name`` lines, or one name per line; see
+            ``zsvc_pl.labels.read_label_file``); also names the labels for ``predict`` over unlabelled videos.
+        novel_label_file, novel_test_list: the novel half of a ViFi-CLIP base-to-novel split (see formats).
         split_dir: folder of UCF101/HMDB51 split files.
         fold: official split number (1-3).
         class_names: the classes and their order; overrides what the format provides.
         predict_root: a folder (searched recursively) or a single video to predict on.
-        skip_done: a predictions file (CSV/JSONL) of an earlier run: videos already in it, or in its partial file
-            from an interrupted run, are not predicted again (the CLI links ``predictions.output`` here).
         base_novel: ``None``; ``auto`` (the most frequent half of the classes in the training set is base,
             ties broken by name); ``train`` (ViFi-CLIP-style split lists: the classes that occur in the training
             list are base, the others novel); or a file with one base class name per line.
@@ -69,6 +72,7 @@ class VideoDataModule(LightningDataModule):
         decode_timeout: seconds before a hanging decode is abandoned and reported (``None``: no limit).
         feature_cache: folder for per-video frame features at evaluation and prediction: a second ``test`` or
             ``predict`` over the same videos (e.g. with another label list) skips decoding and the image tower.
+            The data module opens it (``self.feature_cache``); the model's owner binds it to its backbone.
     """
 
     def __init__(
@@ -79,14 +83,15 @@ class VideoDataModule(LightningDataModule):
         val_list: str | None = None,
         test_list: str | None = None,
         label_file: str | None = None,
+        novel_label_file: str | None = None,
+        novel_test_list: str | None = None,
         split_dir: str | None = None,
         fold: int = 1,
         class_names: list[str] | None = None,
         predict_root: str | None = None,
-        skip_done: str | None = None,
         base_novel: str | None = None,
         k_shot: int | None = None,
-        num_frames: int = 8,
+        num_frames: int = DEFAULT_NUM_FRAMES,
         num_clips: int = 1,
         num_crops: int = 1,
         sampling: str = "uniform",
@@ -111,12 +116,20 @@ class VideoDataModule(LightningDataModule):
         self.batch_size = batch_size
         self.num_workers = num_workers
         self._records: dict[str, list[VideoRecord]] = {}
-        self._names = list(class_names) if class_names else None
+        self._names = validate_labels(list(class_names), "data.class_names") if class_names else None
+        self._n_base: int | None = None  # size of the base id space of ViFi-CLIP base-to-novel lists
         if label_file and not self._names:
             self._names = read_label_file(label_file)
+            if novel_label_file:
+                self._n_base = len(self._names)
+                both = self._names + read_label_file(novel_label_file)
+                self._names = validate_labels(both, f"{label_file} + {novel_label_file}")
         if self._names is None and root is not None:
-            self._scan_split(self._first_split())
+            self._names = self._dataset_classes()
         self._base = self._resolve_base() if base_novel else None
+        if self._n_base is not None:
+            self._base = list(range(self._n_base))
+        self.feature_cache = FeatureCache(feature_cache) if feature_cache else None
 
     # --- class names and the base/novel split -------------------------------------------------
     @property
@@ -148,12 +161,23 @@ class VideoDataModule(LightningDataModule):
     def _has_split_dirs(self) -> bool:
         return self.root is not None and any((Path(self.root) / s).is_dir() for s in SPLITS)
 
-    def _first_split(self) -> str:
-        if self.format == "folder" and self._has_split_dirs():
-            return next(s for s in SPLITS if (Path(self.root) / s).is_dir())
-        return "test" if self.format != "list" or self.hparams.test_list else "train"
+    def _dataset_classes(self) -> list[str]:
+        """Class names when none are given: the union of the class folders over every split (folder format),
+        or what the official split files list."""
+        root = Path(self.root)
+        if self.format == "folder":
+            if not root.is_dir():
+                raise FileNotFoundError(f"dataset folder not found: {root} (data.root)")
+            folders = [root / s for s in SPLITS if (root / s).is_dir()] if self._has_split_dirs() else [root]
+            names = sorted({c for f in folders for c in class_folders(f)})
+            if not names:
+                raise ValueError(f"no class folders under {root}: expected root/<class>/<video>")
+            return names
+        if self.format == "list":
+            raise ValueError("the list format needs data.label_file (or data.class_names)")
+        return self._scan_split("test")[1]
 
-    def _scan_split(self, split: str) -> list[VideoRecord]:
+    def _scan_split(self, split: str) -> tuple[list[VideoRecord], list[str]]:
         hp = self.hparams
         if hp.format == "folder":
             if self.root is None:
@@ -161,26 +185,27 @@ class VideoDataModule(LightningDataModule):
             folder = Path(self.root) / split if self._has_split_dirs() else Path(self.root)
             if not folder.is_dir():
                 raise FileNotFoundError(f"no '{split}' folder under {self.root}")
-            records, names = folder_records(folder, self._names)
+            records, names = folder_records(folder, self._names), self._names
         elif hp.format == "list":
             lst = {"train": hp.train_list, "val": hp.val_list or hp.test_list, "test": hp.test_list}[split]
             if lst is None:
                 raise ValueError(f"the list format needs data.{split}_list")
-            if not self._names:
-                raise ValueError("the list format needs data.label_file (or data.class_names)")
-            records, names = list_records(lst, self.root or ""), self._names
+            n_base = self._n_base or len(self._names)
+            records, names = list_records(lst, self.root or "", n_base), self._names
+            if split != "train" and hp.novel_test_list:
+                novel = list_records(hp.novel_test_list, self.root or "", len(names) - n_base)
+                records = records + [VideoRecord(r.path, r.label + n_base) for r in novel]
         else:
             reader = ucf101_records if hp.format == "ucf101" else hmdb51_records
             if self.root is None or hp.split_dir is None:
                 raise ValueError(f"the {hp.format} format needs data.root and data.split_dir")
             records, names = reader(self.root, hp.split_dir, "train" if split == "train" else "test", hp.fold)
-            names = self._names or names
-        self._names = self._names or names
-        self._records[split] = records
-        return records
+        if self._names is not None:
+            self._records[split] = records
+        return records, names
 
     def _split_records(self, split: str) -> list[VideoRecord]:
-        return self._records.get(split) or self._scan_split(split)
+        return self._records.get(split) or self._scan_split(split)[0]
 
     def _train_records(self) -> list[VideoRecord]:
         records = self._split_records("train")
@@ -196,25 +221,12 @@ class VideoDataModule(LightningDataModule):
                        for r in rng.sample(by_class[label], min(self.hparams.k_shot, len(by_class[label])))]
         return records
 
-    def attach_feature_cache(self, backbone: str) -> FeatureCache | None:
-        """Called by the model once it knows its backbone: evaluation datasets then serve cached features."""
-        if not self.hparams.feature_cache:
-            return None
-        self._cache = (FeatureCache(self.hparams.feature_cache), backbone)
-        for name in ("val_set", "test_set", "predict_set"):
-            if hasattr(self, name):
-                getattr(self, name).attach_cache(*self._cache)
-        return self._cache[0]
-
     def _dataset(self, records: list[VideoRecord], train: bool) -> VideoClassificationDataset:
         hp = self.hparams
         adaptive = hp.sampling == "adaptive" and not train
         sampler = FrameSampler(hp.num_frames, 1 if train or adaptive else hp.num_clips, random=train, adaptive=adaptive)
-        ds = VideoClassificationDataset(records, sampler, hp.frame_size, 1 if train else hp.num_crops,
-                                        hp.on_error, hp.backend, hp.decode_timeout)
-        if getattr(self, "_cache", None) and not train:
-            ds.attach_cache(*self._cache)
-        return ds
+        reader = FrameReader(sampler, hp.frame_size, 1 if train else hp.num_crops, hp.backend, hp.decode_timeout)
+        return VideoClassificationDataset(records, reader, hp.on_error, None if train else self.feature_cache)
 
     def setup(self, stage: str) -> None:
         """Build the datasets that ``stage`` needs."""
@@ -226,18 +238,24 @@ class VideoDataModule(LightningDataModule):
         elif stage == "test":
             self.test_set = self._dataset(self._split_records("test"), train=False)
         elif stage == "predict":
-            source = self.hparams.predict_root or self.root
+            source = self.predict_source
             if source is None:
                 raise ValueError("predict needs data.predict_root (a folder or a video file)")
-            paths = list_videos(source)
-            if self.hparams.skip_done:
-                from zsvc_pl.callbacks import done_paths
+            self.predict_videos = list_videos(source)
+            if not self.predict_videos:
+                raise ValueError(f"no video files under {source} (extensions: .mp4, .avi, .mkv, .mov, .webm, ...)")
+            self.predict_set = self._dataset([VideoRecord(p) for p in self.predict_videos], train=False)
 
-                done = done_paths(self.hparams.skip_done)
-                paths = [p for p in paths if p not in done]
-                if done:
-                    rank_zero_info(f"zsvc_pl predict: {len(done)} video(s) already done, {len(paths)} to go")
-            self.predict_set = self._dataset([VideoRecord(p) for p in paths], train=False)
+    @property
+    def predict_source(self) -> str | None:
+        """The folder or file that ``predict`` reads, as an absolute path."""
+        source = self.hparams.predict_root or self.root
+        return str(Path(source).resolve()) if source else None
+
+    def skip_videos(self, done: set[str]) -> int:
+        """Leave videos that an earlier run already predicted out of the predict set; returns how many are left."""
+        self.predict_set.records = [r for r in self.predict_set.records if r.path not in done]
+        return len(self.predict_set.records)
 
     def _loader(self, dataset: VideoClassificationDataset, shuffle: bool) -> DataLoader:
         sampler = None

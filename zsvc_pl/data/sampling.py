@@ -7,6 +7,8 @@ from typing import Sequence
 
 import numpy as np
 
+DEFAULT_NUM_FRAMES = 8  # frames per video at every entry point (API, CLI, timelines, moderation)
+
 
 def segment_indices(num_total: int, num_frames: int, offset: float = 0.5) -> list[int]:
     """One frame per segment: split ``num_total`` frames into ``num_frames`` equal segments.
@@ -83,7 +85,7 @@ class FrameSampler:
             low-resolution probe pass of ``probe_frames`` frames first. One clip only.
     """
 
-    num_frames: int = 8
+    num_frames: int = DEFAULT_NUM_FRAMES
     num_clips: int = 1
     random: bool = False
     adaptive: bool = False

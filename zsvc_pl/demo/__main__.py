@@ -9,6 +9,7 @@ import argparse
 import time
 from pathlib import Path
 
+from zsvc_pl.api import ZeroShotVideoClassifier
 from zsvc_pl.cli import main as cli_main
 from zsvc_pl.demo.evaluate import attribute_accuracy
 from zsvc_pl.demo.world import all_classes, generate_dataset, motion_label
@@ -16,12 +17,16 @@ from zsvc_pl.demo.world import all_classes, generate_dataset, motion_label
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "demo_zeroshot.yaml"
 
 
-def run_test(root: Path, out: Path, config: Path) -> tuple[dict, float, object]:
+def run_test(root: Path, out: Path, config: Path) -> tuple[dict, float, ZeroShotVideoClassifier]:
+    """``test`` through the CLI; returns its metrics, its time and an API object on the same model and data
+    settings (for the attribute breakdown)."""
     start = time.perf_counter()
     cli = cli_main(["test", "--config", str(config), "--data.root", str(root), "--trainer.default_root_dir", str(out),
                     "--trainer.enable_progress_bar", "false"])
     metrics = {k: float(v) for k, v in cli.trainer.callback_metrics.items()}
-    return metrics, time.perf_counter() - start, cli.model
+    hp = cli.datamodule.hparams
+    clf = ZeroShotVideoClassifier(model=cli.model.model, num_frames=hp.num_frames, frame_size=hp.frame_size)
+    return metrics, time.perf_counter() - start, clf
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -46,7 +51,7 @@ def main(argv: list[str] | None = None) -> None:
     attrs = attribute_accuracy(model, motion / "test", labels)
     rows.append(("colour x shape x direction (96)", m, secs, attrs))
     n_videos = len(classes) * args.videos_per_class
-    print(f"\nzsvc_pl demo: zero-shot, backbone {model.backbone_identity}, {model.hparams.num_frames} frames, "
+    print(f"\nzsvc_pl demo: zero-shot, backbone {model.backbone_identity}, {model.num_frames} frames, "
           f"1 view, template 'a video of {{}}.', mean pooling; {n_videos} generated test videos "
           f"({gen_s:.0f} s to generate)\n")
     print("| classes | top-1 | top-5 | mean class | direction | colour+shape | time |")

@@ -13,6 +13,7 @@ import json
 import time
 from pathlib import Path
 
+from zsvc_pl.api import ZeroShotVideoClassifier
 from zsvc_pl.cli import main as cli_main
 from zsvc_pl.demo.evaluate import attribute_accuracy
 from zsvc_pl.demo.world import all_classes, base_novel_classes, generate_dataset
@@ -61,7 +62,9 @@ def run_variant(name: str, data: Path, out: Path, extra: list[str]) -> dict:
         fit_s = time.perf_counter() - start
         metrics = cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False)[0]
     res = {k.split("/")[-1]: float(v) for k, v in metrics.items() if k.startswith("test/")}
-    res["novel_attr"] = attribute_accuracy(cli.model, data / "test", base_novel_classes()[1])
+    hp = cli.datamodule.hparams
+    clf = ZeroShotVideoClassifier(model=cli.model.model, num_frames=hp.num_frames, frame_size=hp.frame_size)
+    res["novel_attr"] = attribute_accuracy(clf, data / "test", base_novel_classes()[1])
     res["fit_seconds"] = round(fit_s, 1)
     return res
 

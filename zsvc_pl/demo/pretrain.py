@@ -23,8 +23,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from zsvc_pl.backbone import DEMO_MODEL_CONFIG
-from zsvc_pl.data.transforms import ClipNormalize
+from zsvc_pl.model.backbone import DEMO_MODEL_CONFIG
+from zsvc_pl.model.preprocess import ClipNormalize
 from zsvc_pl.demo.world import COLOURS, DIRECTIONS, SHAPES, render_still
 
 POSITION_WORDS = {
@@ -178,7 +178,7 @@ def save_weights(state_dict: dict, path: str | Path) -> None:
 
 def evaluate_weights(weights: str | Path, seed: int = 0, frame_size: int = 96) -> dict:
     """The single-frame report of :func:`evaluate` for saved weights, loaded like any backbone."""
-    from zsvc_pl.backbone import load_clip
+    from zsvc_pl.model.backbone import load_clip
 
     bb = load_clip(str(DEMO_MODEL_CONFIG), str(weights))
     normalize = ClipNormalize(bb.image_size, bb.mean, bb.std, bb.interpolation)

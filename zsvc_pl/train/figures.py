@@ -1,47 +1,24 @@
-"""Pictures of results: one video's frames and label scores over time; confusion, per-class and base/novel
-bars after a test. Plain matplotlib ``Figure`` objects (no pyplot): they save without a screen and show inline
-in notebooks, and the user's matplotlib backend is left alone."""
+"""Pictures of a test run: confusion matrix, per-class accuracy, base/novel bars; the callback that saves them.
+
+Plain matplotlib ``Figure`` objects (no pyplot): they save without a screen and show inline in notebooks, and the
+user's matplotlib backend is left alone."""
 
 from __future__ import annotations
 
 import textwrap
 from pathlib import Path
 
-import matplotlib
 import numpy as np
+from lightning import Callback, LightningModule, Trainer
+from lightning.pytorch.utilities import rank_zero_info
 from matplotlib.figure import Figure
 
-from zsvc_pl.timeline import Timeline
+from zsvc_pl.data.outputs import atomic_write
+from zsvc_pl.train.callbacks import run_dir
 
 
 def _wrap(label: str, width: int = 28) -> str:
     return "\n".join(textwrap.wrap(label, width)) or label
-
-
-def explain_figure(tl: Timeline, top_k: int = 3, max_frames: int = 8):
-    """A strip of sampled frames over a plot of the top labels' per-frame scores against time."""
-    mean = tl.scores.mean(0)
-    top = np.argsort(-mean)[:top_k]
-    show = np.linspace(0, len(tl.times) - 1, min(max_frames, len(tl.times))).round().astype(int)
-    fig = Figure(figsize=(1.6 * len(show), 5.2), layout="constrained")
-    grid = fig.add_gridspec(2, len(show), height_ratios=[1, 1.6])
-    for col, t in enumerate(show):
-        ax = fig.add_subplot(grid[0, col])
-        ax.imshow(tl.frames[t])
-        ax.set_title(f"{tl.times[t]:.1f} s", fontsize=9)
-        ax.axis("off")
-    ax = fig.add_subplot(grid[1, :])
-    colours = matplotlib.colormaps["tab10"]
-    for rank, c in enumerate(top):
-        ax.plot(tl.times, tl.scores[:, c], marker="o", ms=3, color=colours(rank),
-                label=f"{tl.labels[c]} (mean {mean[c]:.2f})")
-    ax.set_xlabel("time in the video (s)")
-    ax.set_ylabel("per-frame probability")
-    ax.set_ylim(-0.02, 1.02)
-    ax.grid(alpha=0.3)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9, frameon=False)
-    fig.suptitle(_wrap(str(Path(*Path(tl.path).parts[-2:])), 90), fontsize=10)
-    return fig
 
 
 def confusion_figure(confusion: np.ndarray, labels: list[str], max_classes: int = 30, top_pairs: int = 20):
@@ -105,7 +82,8 @@ def per_class_figure(confusion: np.ndarray, labels: list[str], base: list[int] |
     ax = fig.subplots()
     base_set = set(base or [])
     colours = ["tab:blue" if (not base or i in base_set) else "tab:orange" for i in order]
-    ax.barh(range(n), acc[order], color=colours)
+    bars = ax.barh(range(n), acc[order], color=colours)
+    ax.bar_label(bars, labels=[f"{100 * a:.0f} %" for a in acc[order]], fontsize=7, padding=2)  # 0 % stays visible
     ax.set_yticks(range(n), [labels[i] for i in order], fontsize=7 if n > 30 else 9)
     ax.set_xlim(0, 1)
     ax.set_xlabel("top-1 accuracy among all classes")
@@ -130,8 +108,30 @@ def base_novel_figure(metrics: dict[str, float]):
 
 
 def save(fig, path: str | Path) -> Path:
-    """Write a figure as PNG and close it."""
+    """Write a figure as PNG, atomically."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
     return path
+
+
+class ResultPlots(Callback):
+    """After ``test``: confusion matrix, per-class accuracy and (base-to-novel) base/novel bars as PNG files in
+    the run folder, also logged to TensorBoard when that logger is on."""
+
+    def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        folder = run_dir(trainer) / "figures"  # every rank: the logger's folder is a collective under DDP
+        res = getattr(pl_module, "last_results", {}).get("test")
+        if res is None or not trainer.is_global_zero:
+            return
+        labels = pl_module.class_names
+        conf = res["confusion"].numpy()
+        figures = {"confusion": confusion_figure(conf, labels),
+                   "per_class_accuracy": per_class_figure(conf, labels, pl_module.base_classes)}
+        if "test/hm" in res["metrics"]:
+            figures["base_novel"] = base_novel_figure({k.split("/")[-1]: v for k, v in res["metrics"].items()})
+        for name, fig in figures.items():
+            for logger in trainer.loggers:
+                if hasattr(logger.experiment, "add_figure"):
+                    logger.experiment.add_figure(f"test/{name}", fig, global_step=trainer.global_step)
+            save(fig, folder / f"{name}.png")
+        rank_zero_info(f"zsvc_pl test: figures written to {folder}")

@@ -22,7 +22,7 @@ from torch import nn
 
 log = logging.getLogger(__name__)
 
-ASSETS = Path(__file__).parent / "assets"
+ASSETS = Path(__file__).parents[1] / "assets"
 DEMO_MODEL_CONFIG = ASSETS / "demo-clip.json"
 DEMO_WEIGHTS = ASSETS / "demo-clip.safetensors"
 DOWNLOAD_TIMEOUT_S = 20.0

@@ -1,10 +1,10 @@
-"""Label text: class names to words, prompt templates, per-class descriptions. Pure Python."""
+"""Prompt text: template sets, per-class descriptions, and the prompts of a label list. Pure Python."""
 
 from __future__ import annotations
 
-import re
-from collections import Counter
 from pathlib import Path
+
+from zsvc_pl.labels import humanize_label
 
 # Template sets. "video" is the CLIP paper's single video prompt; "action" is a short ensemble
 # from the CLIP paper's UCF101/Kinetics prompts; "clip_ucf101" is that paper's full UCF101 set.
@@ -21,34 +21,6 @@ TEMPLATE_SETS: dict[str, list[str]] = {
                     for who in ("a person", "the person")
                     for verb in ("", " using", " doing", " during", " performing", " practicing")],
 }
-
-_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
-
-
-def humanize_label(name: str) -> str:
-    """Turn a dataset class name into words: ``ApplyEyeMakeup`` -> ``apply eye makeup``.
-
-    Names that already contain spaces are kept as written (only trimmed).
-    """
-    name = name.strip()
-    if " " in name:
-        return name
-    words = re.split(r"[_\-]+", name)
-    words = [w for part in words for w in _CAMEL.split(part) if w]
-    return " ".join(w if w.isupper() and len(w) > 1 else w.lower() for w in words)
-
-
-def validate_labels(labels: list[str]) -> list[str]:
-    """Reject label lists that cannot be classified against; return them trimmed."""
-    if labels is None or len(labels) == 0:
-        raise ValueError("the label list is empty: give at least one label to classify against")
-    cleaned = [str(label).strip() for label in labels]
-    if any(not label for label in cleaned):
-        raise ValueError("the label list contains an empty label")
-    dupes = [label for label, n in Counter(cleaned).items() if n > 1]
-    if dupes:
-        raise ValueError(f"duplicate labels would make scores ambiguous: {dupes}")
-    return cleaned
 
 
 def load_templates(spec: str | list[str]) -> list[str]:

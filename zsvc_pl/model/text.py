@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from zsvc_pl.prompts import humanize_label
+from zsvc_pl.labels import humanize_label
 
 
 @torch.no_grad()

@@ -1,0 +1,259 @@
+"""Nothing lost, nothing stale, nothing silent: repeated, interrupted and concurrent runs, hostile names."""
+
+import csv
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import TINY_CONFIG
+from zsvc_pl.cli import main
+from zsvc_pl.data import outputs
+
+
+def predict_args(tiny_ckpt, root, out, labels='["jump", "run"]', *extra):
+    return ["predict", "--model.model_name", str(TINY_CONFIG), "--model.pretrained", tiny_ckpt,
+            "--data.predict_root", str(root), "--data.class_names", labels, "--data.frame_size", "32",
+            "--data.num_frames", "4", "--data.num_workers", "0", "--data.batch_size", "2",
+            "--predictions.output", str(out), "--trainer.logger", "false",
+            "--trainer.default_root_dir", str(Path(out).parent / "run"), "--trainer.enable_progress_bar", "false",
+            *extra]
+
+
+def rows(path) -> list[dict]:
+    return list(csv.DictReader(open(path, newline="", encoding="utf-8", errors="surrogateescape")))
+
+
+@pytest.fixture
+def library(video_root, tmp_path) -> Path:
+    lib = tmp_path / "lib"
+    for i, p in enumerate(sorted(Path(video_root, "test").rglob("*.mp4"))):
+        (lib / f"d{i % 2}").mkdir(parents=True, exist_ok=True)
+        shutil.copy(p, lib / f"d{i % 2}" / f"v{i}.mp4")
+    return lib
+
+
+def test_a_rerun_with_other_labels_is_refused_and_overwrite_replaces(tiny_ckpt, library, tmp_path, capsys):
+    out = tmp_path / "tags.csv"
+    main(predict_args(tiny_ckpt, library, out))
+    before = out.read_bytes()
+    with pytest.raises(SystemExit) as e:
+        main(predict_args(tiny_ckpt, library, out, '["jump", "swim"]'))
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "other settings: labels" in err[0] and "--predictions.overwrite" in err[0]
+    assert out.read_bytes() == before  # untouched
+    main(predict_args(tiny_ckpt, library, out, '["jump", "swim"]', "--predictions.overwrite", "true"))
+    got = rows(out)
+    assert len(got) == 8 and all(set(r["labels"].split("|")) == {"jump", "swim"} for r in got)
+
+
+def test_a_grown_library_interrupted_ends_with_each_video_once(tiny_ckpt, library, tmp_path, monkeypatch):
+    out = tmp_path / "tags.csv"
+    extra = library / "d2"
+    extra.mkdir()
+    moved = sorted(library.rglob("*.mp4"))[:4]
+    for p in moved:  # the library starts with 4 videos, then grows to 8
+        p.rename(tmp_path / p.name)
+    main(predict_args(tiny_ckpt, library, out))
+    assert len(rows(out)) == 4
+    for p in moved:
+        (tmp_path / p.name).rename(extra / p.name)
+    real_append, calls = outputs.Journal.append, []
+
+    def append_then_die(self, new_rows):
+        calls.append(1)
+        if len(calls) == 3:  # 1: the journal carried over at the start; 2: the first batch; 3: the second batch
+            raise RuntimeError("killed")
+        real_append(self, new_rows)
+
+    monkeypatch.setattr(outputs.Journal, "append", append_then_die)
+    with pytest.raises(RuntimeError, match="killed"):
+        main(predict_args(tiny_ckpt, library, out))
+    monkeypatch.undo()
+    assert len(rows(out)) == 4  # the finished output is untouched by the interrupted run
+    cli = main(predict_args(tiny_ckpt, library, out))
+    assert len(cli.datamodule.predict_set) == 2  # 4 old + 2 from the interrupted run are kept
+    paths = [r["path"] for r in rows(out)]
+    assert len(paths) == len(set(paths)) == 8
+
+
+def test_a_kill_at_the_final_rename_loses_nothing(tiny_ckpt, library, tmp_path, monkeypatch):
+    out = tmp_path / "tags.csv"
+    real_replace = os.replace
+
+    class Killed(BaseException):
+        """Stands in for SIGKILL between writing the output and renaming it into place."""
+
+    def replace(src, dst):
+        if Path(dst) == out:
+            raise Killed
+        real_replace(src, dst)
+
+    monkeypatch.setattr(outputs.os, "replace", replace)
+    with pytest.raises(Killed):
+        main(predict_args(tiny_ckpt, library, out))
+    monkeypatch.undo()
+    assert not out.exists() and not list(tmp_path.glob(".tags.csv.*.tmp"))
+    cli = main(predict_args(tiny_ckpt, library, out))
+    assert len(cli.datamodule.predict_set) == 0  # all 8 were in the journal
+    assert len(rows(out)) == 8
+
+
+def test_paths_with_line_breaks_and_undecodable_bytes_round_trip(tiny_ckpt, video_root, tmp_path):
+    lib = tmp_path / "odd"
+    lib.mkdir()
+    src = sorted(Path(video_root, "test").rglob("*.mp4"))
+    names = [b"form\x0cfeed.mp4", "nel\x85line.mp4".encode(), "line\u2028sep.mp4".encode(), b"latin1-\xe9t\xe9.mp4",
+             b"a,b \"quoted\".mp4"]
+    for s, name in zip(src, names):
+        shutil.copy(s, os.fsdecode(bytes(lib) + b"/" + name))
+    expected = sorted(str(p) for p in lib.iterdir())
+    for out in (tmp_path / "t.csv", tmp_path / "t.jsonl"):
+        main(predict_args(tiny_ckpt, lib, out))
+        if out.suffix == ".csv":
+            got = [r["path"] for r in rows(out)]
+        else:
+            got = [json.loads(line)["path"] for line in out.read_text(encoding="utf-8").splitlines()]
+        assert sorted(got) == expected
+        again = main(predict_args(tiny_ckpt, lib, out))
+        assert len(again.datamodule.predict_set) == 0  # resume read every odd path back right
+
+
+def test_a_second_concurrent_run_is_refused(tiny_ckpt, library, tmp_path, capsys):
+    out = tmp_path / "tags.csv"
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from zsvc_pl.data.outputs import output_lock\n"
+        f"with output_lock({str(out)!r}):\n    print('locked', flush=True); time.sleep(60)")],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(SystemExit) as e:
+            main(predict_args(tiny_ckpt, library, out))
+        assert e.value.code == 2 and "being written by another run" in capsys.readouterr().err
+    finally:
+        holder.kill()
+        holder.wait()
+    main(predict_args(tiny_ckpt, library, out))  # the lock died with its process
+    assert len(rows(out)) == 8
+
+
+class Listener:
+    """A TCP listener on 127.0.0.1 that records every connection it gets."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen()
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.connections = 0
+        self.running = True
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while self.running:
+            try:
+                conn, _ = self.sock.accept()
+                self.connections += 1
+                conn.close()
+            except OSError:
+                continue
+
+    def close(self) -> None:
+        self.running = False
+        self.thread.join()
+        self.sock.close()
+
+
+def test_file_names_never_reach_the_network(ramp_video, tmp_path, monkeypatch):
+    from zsvc_pl.data.decoding import VideoDecodeError, open_video, read_frames
+
+    listener = Listener()
+    try:
+        monkeypatch.chdir(tmp_path)
+        url_name = f"http:127.0.0.1:{listener.port}?x.mp4"
+        shutil.copy(ramp_video, url_name)
+        shutil.copy(ramp_video, "a.mp4")
+        shutil.copy(ramp_video, "concat:a.mp4|a.mp4")
+        Path("playlist.mp4").write_text(f"#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXTINF:1,\n"
+                                        f"http://127.0.0.1:{listener.port}/seg.ts\n#EXT-X-ENDLIST\n")
+        for backend in ("auto", "sparse", "decord", "pyav"):
+            for name in (url_name, "concat:a.mp4|a.mp4"):
+                assert read_frames(open_video(name, 32, backend), [0, 5], name).shape[0] == 2  # the local file
+            with pytest.raises(VideoDecodeError):
+                read_frames(open_video("playlist.mp4", 32, backend), [0], "playlist.mp4")
+    finally:
+        listener.close()
+    assert listener.connections == 0
+
+
+def test_extreme_aspect_ratios_are_refused_before_decoding(tmp_path):
+    import numpy as np
+
+    from zsvc_pl.data.decoding import VideoDecodeError, open_video
+    from zsvc_pl.data.transforms import square_crops
+    from zsvc_pl.demo.world import write_video
+
+    path = tmp_path / "strip.mp4"
+    write_video(path, np.zeros((4, 16, 400, 3), dtype=np.uint8))
+    with pytest.raises(VideoDecodeError, match="aspect ratio beyond 16:1"):
+        open_video(path, 224)
+    wide = np.zeros((2, 10, 150, 3), dtype=np.uint8)  # within the bound: crops cost size x size only
+    assert square_crops(wide, 224, 3).shape == (3, 2, 3, 224, 224)
+
+
+def test_user_mistakes_end_with_one_line_and_a_nonzero_exit(tiny_ckpt, tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    cases = [
+        predict_args(tiny_ckpt, empty, tmp_path / "p.csv"),
+        ["test", "--model.model_name", str(TINY_CONFIG), "--model.pretrained", tiny_ckpt,
+         "--data.root", str(tmp_path / "nowhere")],
+        ["predict", "--model.model_name", str(TINY_CONFIG), "--model.pretrained", tiny_ckpt,
+         "--data.predict_root", str(empty), "--data.label_file", str(tmp_path / "missing.txt")],
+        ["test", "--model.num_frames", "8"],
+    ]
+    expected = ["no video files under", "dataset folder not found", "label file not found",
+                "model.num_frames has moved to data.num_frames"]
+    for argv, words in zip(cases, expected):
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        err = capsys.readouterr().err.strip().splitlines()
+        assert e.value.code == 2 and len(err) == 1 and words in err[0], (argv, err)
+
+
+def test_the_console_entry_point_exits_0_quietly_and_2_on_a_mistake(tiny_ckpt, video_root, tmp_path):
+    ok = subprocess.run([sys.executable, "-m", "zsvc_pl", "test", "--model.model_name", str(TINY_CONFIG),
+                         "--model.pretrained", tiny_ckpt, "--data.root", str(video_root / "test"),
+                         "--data.frame_size", "32", "--data.num_frames", "2", "--data.num_workers", "0",
+                         "--trainer.enable_progress_bar", "false"], capture_output=True, text=True, cwd=tmp_path,
+                        timeout=300)
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    printed = ok.stdout + ok.stderr
+    assert "zsvc_pl test:" in printed and "test/top1" in printed
+    for noise in ("GPU available", "TPU available", "litlogger", "litmodels", "Tip:", "DeprecationWarning"):
+        assert noise not in printed, noise
+    runs = list((tmp_path / "runs").iterdir())  # outputs in the run's own folder, not the current one
+    assert len(runs) == 1 and runs[0].name.startswith("test-") and len(list(runs[0].rglob("test-config.yaml"))) == 1
+    assert {p.name for p in tmp_path.iterdir()} == {"runs"}
+    bad = subprocess.run([sys.executable, "-m", "zsvc_pl", "test", "--data.root", str(tmp_path / "nowhere"),
+                          "--model.model_name", str(TINY_CONFIG), "--model.pretrained", tiny_ckpt],
+                         capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert bad.stderr.strip().splitlines()[-1].startswith("zsvc_pl: error: dataset folder not found")
+
+
+def test_a_label_with_a_bar_is_refused_for_csv(tiny_ckpt, library, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(predict_args(tiny_ckpt, library, tmp_path / "t.csv", '["rock|pop", "jazz"]'))
+    assert "write JSON Lines instead" in capsys.readouterr().err
+    main(predict_args(tiny_ckpt, library, tmp_path / "t.jsonl", '["rock|pop", "jazz"]'))
+    assert len((tmp_path / "t.jsonl").read_text().splitlines()) == 8

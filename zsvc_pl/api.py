@@ -1,0 +1,174 @@
+"""The Python API: ``ZeroShotVideoClassifier`` classifies and embeds video files in a notebook, in three lines.
+
+It owns what a notebook should not have to: reading files (the same dataset, frame reader and DataLoader
+workers as the CLI, so decoding overlaps the image tower), the feature cache and the device. The tensors-only
+model is ``self.model`` (a ``VideoTextModel``); the LightningModule for training is
+``zsvc_pl.train.VideoClassificationTask``, whose checkpoints load here with ``from_checkpoint``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import torch
+from torch.utils.data import DataLoader
+
+from zsvc_pl.data import (
+    DEFAULT_NUM_FRAMES,
+    FrameReader,
+    FrameSampler,
+    VideoClassificationDataset,
+    VideoDecodeError,
+    VideoRecord,
+    collate_videos,
+)
+from zsvc_pl.data.cache import FeatureCache
+from zsvc_pl.labels import validate_labels
+from zsvc_pl.model.video_text import VideoTextModel, create_model
+from zsvc_pl.timeline import Timeline, explain_figure, video_timeline
+from zsvc_pl.train.figures import save
+from zsvc_pl.train.task import batch_features
+
+Result = list[tuple[str, float]]
+
+
+class ZeroShotVideoClassifier:
+    """Classify videos against any label list with a frozen CLIP model.
+
+    Args:
+        model_name, pretrained: the backbone (open_clip name, ``hf-hub:`` id, config JSON or ``demo``; tag, file,
+            ``demo`` or ``none``).
+        templates, descriptions, descriptions_mode, temporal: how labels become text and frames become a video
+            (see ``zsvc_pl.model.create_model``).
+        num_frames: frames per video; ``sampling``: ``uniform`` or ``adaptive`` (where the picture changes).
+        frame_size: side of the decoded square frames (default: the backbone's input size).
+        num_workers: DataLoader worker processes that decode while the model encodes (0: in this process).
+        backend, decode_timeout: first decoder to try, and the per-video time limit in seconds.
+        feature_cache: folder for per-video frame features: classifying the same files again (with new labels)
+            skips decoding and the image tower.
+        quantize: int8 image tower on CPU; cache_dir: open_clip's weight cache; device: default cuda if present.
+        model: an existing ``VideoTextModel`` to wrap instead of building one (see ``from_checkpoint``).
+        labels: labels used when ``classify`` is called without any (a trained run's classes).
+    """
+
+    def __init__(self, model_name: str = "ViT-B-32", pretrained: str | None = "openai", templates: str | list[str] = "video",
+                 descriptions: str | None = None, descriptions_mode: str = "add", temporal: str = "mean",
+                 num_frames: int = DEFAULT_NUM_FRAMES, sampling: str = "uniform", frame_size: int | None = None,
+                 num_workers: int = 2, backend: str = "auto", decode_timeout: float | None = 60.0,
+                 feature_cache: str | Path | None = None, quantize: bool = False, cache_dir: str | None = None,
+                 device: str | torch.device | None = None, model: VideoTextModel | None = None,
+                 labels: Sequence[str] | None = None) -> None:
+        if sampling not in ("uniform", "adaptive"):
+            raise ValueError(f"sampling must be 'uniform' or 'adaptive', got {sampling!r}")
+        if model is None:
+            model = create_model(model_name, pretrained, templates, descriptions, descriptions_mode, temporal,
+                                 cache_dir=cache_dir, quantize=quantize)
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.model = model.to(device).eval()
+        self.num_frames = num_frames
+        self.sampling = sampling
+        self.frame_size = frame_size or model.image_size
+        self.num_workers = num_workers
+        self.backend = backend
+        self.decode_timeout = decode_timeout
+        self.labels = validate_labels(list(labels)) if labels else None
+        self.feature_cache = FeatureCache(feature_cache).bind(model.identity, model.embed_dim) if feature_cache else None
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, **kwargs) -> "ZeroShotVideoClassifier":
+        """A trained run's model (``last.ckpt`` of ``fit``), its class names as default labels."""
+        from zsvc_pl.train.task import VideoClassificationTask
+
+        task = VideoClassificationTask.load_from_checkpoint(path, map_location="cpu", weights_only=True)
+        kwargs.setdefault("labels", task.class_names)
+        return cls(model=task.model, **kwargs)
+
+    @property
+    def backbone_identity(self) -> str:
+        return self.model.identity
+
+    @property
+    def image_size(self) -> int:
+        return self.model.image_size
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    # --- reading videos ----------------------------------------------------------------------------
+    def reader(self, num_frames: int | None = None, num_clips: int = 1, num_crops: int = 1) -> FrameReader:
+        """The frame reader this classifier uses (same settings as the CLI's data module)."""
+        adaptive = self.sampling == "adaptive"
+        sampler = FrameSampler(num_frames or self.num_frames, 1 if adaptive else num_clips, adaptive=adaptive)
+        return FrameReader(sampler, self.frame_size, num_crops, self.backend, self.decode_timeout)
+
+    @torch.inference_mode()
+    def _frame_batches(self, paths: Sequence[str], batch_size: int, num_clips: int, num_crops: int,
+                       errors: list | None = None) -> Iterator[torch.Tensor]:
+        """Frame features ``[b, V, T, D]`` batch by batch, in order; decoding runs in worker processes. A file
+        that cannot be read raises ``VideoDecodeError`` naming it, or with ``errors`` given is left out and
+        listed there as ``(path, reason)``."""
+        ds = VideoClassificationDataset([VideoRecord(str(p)) for p in paths],
+                                        self.reader(None, num_clips, num_crops), "skip", self.feature_cache)
+        workers = min(self.num_workers, len(ds) // max(batch_size, 1) + 1) if len(ds) > 1 else 0
+        loader = DataLoader(ds, batch_size=batch_size, num_workers=workers, collate_fn=collate_videos,
+                            pin_memory=self.device.type == "cuda")
+        for batch in loader:
+            if batch["errors"] and errors is None:
+                raise VideoDecodeError(*batch["errors"][0])
+            if errors is not None:
+                errors += batch["errors"]
+            if batch["path"]:
+                yield batch_features(self.model, batch, self.feature_cache)
+
+    # --- the API ---------------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def encode_labels(self, labels: Sequence[str]) -> torch.Tensor:
+        """L2-normalised label features ``[C, D]`` (learned prompts when trained, else hand-made)."""
+        return self.model.text_features(validate_labels(list(labels))).clone()
+
+    @torch.inference_mode()
+    def encode_videos(self, paths: Sequence[str | Path], batch_size: int = 8, num_clips: int = 1,
+                      num_crops: int = 1, errors: list | None = None) -> torch.Tensor:
+        """L2-normalised video embeddings ``[N, D]`` (views averaged). Raises ``VideoDecodeError`` on a bad file,
+        unless a list is passed as ``errors``: bad files are then left out and appended there as (path, reason)."""
+        out = [self.model.video_features(f) for f in self._frame_batches([str(p) for p in paths], batch_size,
+                                                                          num_clips, num_crops, errors)]
+        return torch.cat(out) if out else torch.empty(0, self.model.embed_dim)
+
+    @torch.inference_mode()
+    def classify(self, videos: str | Path | Sequence[str | Path], labels: Sequence[str] | None = None,
+                 top_k: int | None = None, batch_size: int = 8, num_clips: int = 1,
+                 num_crops: int = 1) -> Result | list[Result]:
+        """Classify one video (-> ``[(label, prob), ...]``) or a list (-> a list of such lists), best first."""
+        single = isinstance(videos, (str, Path))
+        paths = [str(videos)] if single else [str(v) for v in videos]
+        if labels is None and self.labels is None:
+            raise ValueError("no labels: pass labels=[...] (or load a trained run with from_checkpoint)")
+        labels = validate_labels(list(labels)) if labels is not None else self.labels
+        k = min(top_k or len(labels), len(labels))
+        results = []
+        for frames in self._frame_batches(paths, batch_size, num_clips, num_crops):
+            probs = self.model.eval_logits(frames, labels).softmax(-1).mean(1)
+            scores, idx = probs.topk(k, dim=-1)
+            results += [[(labels[j], float(s)) for j, s in zip(i.tolist(), sc.tolist())]
+                        for i, sc in zip(idx.cpu(), scores.cpu())]
+        return results[0] if single else results
+
+    @torch.inference_mode()
+    def timeline(self, video: str | Path, labels: Sequence[str], num_frames: int | None = None) -> Timeline:
+        """Per-frame label scores of one video over time (``timeline.span(label, threshold)``: when it holds)."""
+        return video_timeline(self.model, self.reader(num_frames), video, validate_labels(list(labels)))
+
+    def explain(self, video: str | Path, labels: Sequence[str], num_frames: int | None = None, top_k: int = 3,
+                save_to: str | Path | None = None):
+        """Per-frame label scores of one video and a picture of them (frames strip + scores over time).
+
+        Returns ``(timeline, figure)``; ``timeline.span(label, threshold)`` says when a label holds.
+        """
+        tl = self.timeline(video, labels, num_frames)
+        fig = explain_figure(tl, top_k=top_k)
+        if save_to:
+            save(fig, save_to)
+        return tl, fig

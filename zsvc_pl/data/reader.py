@@ -1,0 +1,96 @@
+"""FrameReader: the one way a video file becomes model-ready frames (open -> sample -> read -> crop).
+
+Datasets, the Python API, timelines and the benchmarks all read through it, so the decode time limit, the
+backend fallbacks and the size bounds hold everywhere.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from zsvc_pl.data.decoding import VideoDecodeError, open_video, read_frames
+from zsvc_pl.data.sampling import FrameSampler, adaptive_indices, change_scores, segment_indices
+from zsvc_pl.data.transforms import square_crops
+
+
+@dataclass
+class Clip:
+    """Frames of one video: uint8 ``[V, T, 3, S, S]`` (V = clips x crops), their indices and the video's fps."""
+
+    frames: torch.Tensor
+    indices: list[list[int]]
+    fps: float
+
+
+class FrameReader:
+    """Reads the sampled frames of a video as square crops.
+
+    Args:
+        sampler: which frames to take (and how many views).
+        frame_size: side of the square crops handed to the model.
+        num_crops: spatial views per temporal clip (1 or 3).
+        backend: first reader to try (``auto``, ``sparse``, ``decord``, ``pyav``; see ``open_video``).
+        timeout_s: per-video decode time limit; a decode that hangs (decord can) is abandoned and reported.
+    """
+
+    def __init__(self, sampler: FrameSampler, frame_size: int = 224, num_crops: int = 1, backend: str = "auto",
+                 timeout_s: float | None = 60.0) -> None:
+        self.sampler = sampler
+        self.frame_size = frame_size
+        self.num_crops = num_crops
+        self.backend = backend
+        self.timeout_s = timeout_s
+
+    @property
+    def sampling_key(self) -> str:
+        """What decides which pixels reach the model; part of the feature-cache key and of a run's signature."""
+        s = self.sampler
+        mode = "adaptive" if s.adaptive else "uniform"
+        return f"{mode},frames={s.num_frames},clips={s.num_clips},crops={self.num_crops},size={self.frame_size}"
+
+    def read(self, path: str, rng: np.random.Generator | None = None) -> Clip:
+        """The sampled frames of ``path``, within the time limit; raises ``VideoDecodeError``."""
+        if not self.timeout_s:
+            return self._read(path, rng)
+        box: dict = {}
+
+        def work() -> None:
+            try:
+                box["clip"] = self._read(path, rng)
+            except BaseException as e:  # handed to the caller below
+                box["error"] = e
+
+        thread = threading.Thread(target=work, daemon=True, name=f"decode:{Path(path).name}")
+        thread.start()
+        thread.join(self.timeout_s)
+        if thread.is_alive():  # a hung C call cannot be interrupted: abandon the thread
+            raise VideoDecodeError(path, f"decoding timed out after {self.timeout_s:g} s (abandoned)")
+        if "error" in box:
+            raise box["error"]
+        return box["clip"]
+
+    def _read(self, path: str, rng: np.random.Generator | None) -> Clip:
+        video = open_video(path, short_side=self.frame_size, backend=self.backend)
+        if self.sampler.adaptive:
+            clips = [self._adaptive(path, video.num_frames)]
+        else:
+            clips = self.sampler(video.num_frames, rng)
+        flat = [i for clip in clips for i in clip]
+        frames = read_frames(video, flat, path)
+        if frames.shape[0] != len(flat) or frames.shape[-1] != 3:
+            raise VideoDecodeError(path, f"decoder returned frames of shape {tuple(frames.shape)}")
+        t = self.sampler.num_frames
+        views = [square_crops(frames[c * t : (c + 1) * t], self.frame_size, self.num_crops)
+                 for c in range(len(clips))]
+        return Clip(torch.cat(views), clips, video.fps)
+
+    def _adaptive(self, path: str, num_total: int) -> list[int]:
+        """Frame indices from a cheap low-resolution probe pass (32 px) over the video."""
+        positions = sorted(set(segment_indices(num_total, min(self.sampler.probe_frames, num_total))))
+        probe = read_frames(open_video(path, short_side=32, backend=self.backend), positions, path)
+        return adaptive_indices(positions, change_scores(probe), self.sampler.num_frames, num_total)

@@ -1,0 +1,105 @@
+"""Label lists: class names to words, validation, and label files. Pure Python, imported by every layer.
+
+A label is the whole line of a label file; ids are read only where the file's format says so (an ``id,name``
+header, or every line an id followed by a name, the ids running 0..n-1 or 1..n as in UCF101's ``classInd.txt``).
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from pathlib import Path
+
+_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
+_ID_LINE = re.compile(r"^\s*(\d+)\s*[,\t ]\s*(.+?)\s*$")
+_HEADERS = {("id", "name"), ("id", "label"), ("id", "class"), ("index", "name")}
+
+
+class LabelError(ValueError):
+    """A label list that cannot be classified against; the message names the file and lines."""
+
+
+def humanize_label(name: str) -> str:
+    """Turn a dataset class name into words: ``ApplyEyeMakeup`` -> ``apply eye makeup``.
+
+    Names that already contain spaces are kept as written (only trimmed).
+    """
+    name = name.strip()
+    if " " in name:
+        return name
+    words = re.split(r"[_\-]+", name)
+    words = [w for part in words for w in _CAMEL.split(part) if w]
+    return " ".join(w if w.isupper() and len(w) > 1 else w.lower() for w in words)
+
+
+def label_key(label: str) -> str:
+    """What two labels that mean the same words share: ``Blue_Circle``, ``BlueCircle``, ``blue circle``."""
+    return " ".join(humanize_label(label).lower().split())
+
+
+def validate_labels(labels: list[str] | None, source: str = "the label list",
+                    lines: list[int] | None = None) -> list[str]:
+    """Trimmed labels; refuses an empty list, empty labels and labels that name the same words twice."""
+    if labels is None or len(labels) == 0:
+        raise LabelError(f"{source} is empty: give at least one label to classify against")
+    cleaned = [str(label).strip() for label in labels]
+    where = lines or list(range(1, len(cleaned) + 1))
+    if any(not label for label in cleaned):
+        raise LabelError(f"{source} contains an empty label (line {where[cleaned.index('')]})")
+    seen: dict[str, int] = {}
+    for n, label in enumerate(cleaned):
+        key = label_key(label)
+        if key in seen:
+            first = seen[key]
+            what = "duplicate label" if cleaned[first] == label else "labels that mean the same words"
+            raise LabelError(f"{source}: {what} would make scores ambiguous: {cleaned[first]!r} (line "
+                             f"{where[first]}) and {label!r} (line {where[n]})")
+        seen[key] = n
+    return cleaned
+
+
+def read_label_file(path: str | Path) -> list[str]:
+    """Class names in id order from a label file: an ``id,name`` CSV (Kinetics, X-CLIP/ViFi-CLIP, SSv2; quotes
+    and commas in names as the ``csv`` module reads them), ``id name`` lines (UCF101 ``classInd.txt``), or one
+    name per line. A UTF-8 byte-order mark is dropped."""
+    path = Path(path)
+    if not path.is_file():
+        raise LabelError(f"label file not found: {path}")
+    text = path.read_text(encoding="utf-8-sig")
+    rows = [(n, line) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+    if not rows:
+        raise LabelError(f"{path}: the label file is empty")
+    first = next(csv.reader([rows[0][1]]))
+    header = tuple(c.strip().lower() for c in first[:2])
+    if header in _HEADERS:
+        ids = _csv_ids(path, rows[1:])
+    elif all(_ID_LINE.match(line) for _, line in rows):
+        ids = _csv_ids(path, rows) if "," in rows[0][1] else {
+            int(m.group(1)): (n, m.group(2)) for n, m in ((n, _ID_LINE.match(line)) for n, line in rows)}
+        if not _contiguous(ids):
+            ids = {i: (n, line.strip()) for i, (n, line) in enumerate(rows)}  # numbers belong to the names
+    else:
+        ids = {i: (n, line.strip()) for i, (n, line) in enumerate(rows)}
+    if not _contiguous(ids):
+        raise LabelError(f"{path}: label ids must run 0..n-1 or 1..n without gaps or repeats; got "
+                         f"{sorted(ids)[:10]}")
+    order = sorted(ids)
+    return validate_labels([ids[i][1] for i in order], str(path), [ids[i][0] for i in order])
+
+
+def _csv_ids(path: Path, rows: list[tuple[int, str]]) -> dict[int, tuple[int, str]]:
+    ids: dict[int, tuple[int, str]] = {}
+    for n, line in rows:
+        cells = next(csv.reader([line]))
+        if len(cells) < 2 or not cells[0].strip().isdigit():
+            raise LabelError(f"{path}:{n}: expected 'id,name', got {line!r}")
+        i = int(cells[0])
+        if i in ids:
+            raise LabelError(f"{path}:{n}: label id {i} repeats line {ids[i][0]}")
+        ids[i] = (n, ",".join(cells[1:]).strip())
+    return ids
+
+
+def _contiguous(ids: dict[int, tuple[int, str]]) -> bool:
+    order = sorted(ids)
+    return bool(order) and order[0] in (0, 1) and order == list(range(order[0], order[0] + len(order)))

@@ -1,0 +1,166 @@
+"""VideoTextModel: a frozen CLIP, its label features and a temporal aggregator, as a plain ``nn.Module``.
+
+uint8 frames -> CLIP normalisation -> image features (L2) -> temporal aggregation -> cosine similarity with
+cached label features x logit scale. Tensors in, tensors out: no Lightning, no files.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from zsvc_pl.model.backbone import Backbone, load_clip, quantize_image_tower
+from zsvc_pl.model.preprocess import ClipNormalize
+from zsvc_pl.labels import validate_labels
+from zsvc_pl.model.prompts import class_prompts, load_descriptions, load_templates
+from zsvc_pl.model.temporal import TemporalTransformer, build_temporal
+from zsvc_pl.model.text import PromptLearner, encode_prompts
+
+
+class VideoTextModel(nn.Module):
+    """Scores videos against any label list; CoOp context vectors and a temporal transformer are optional.
+
+    Args:
+        backbone: the frozen CLIP and its preprocessing facts (``load_clip``).
+        templates: prompt templates (already resolved, each with ``{}``).
+        descriptions: class name -> extra texts; ``descriptions_mode`` ``add`` or ``replace``.
+        temporal: the aggregator (``build_temporal``).
+        prompt_learner: CoOp context vectors, or ``None`` for hand-made prompts only.
+        zs_mix: at evaluation, logits = (1 - zs_mix) * learned + zs_mix * zero-shot, when something is learnable.
+    """
+
+    def __init__(self, backbone: Backbone, templates: list[str], temporal: nn.Module,
+                 prompt_learner: PromptLearner | None = None, descriptions: dict[str, list[str]] | None = None,
+                 descriptions_mode: str = "add", zs_mix: float = 0.0) -> None:
+        super().__init__()
+        self.backbone = backbone.model
+        self.tokenizer = backbone.tokenizer
+        self.identity = backbone.identity
+        self.image_size = backbone.image_size
+        self.embed_dim = backbone.embed_dim
+        self.normalize = ClipNormalize(backbone.image_size, backbone.mean, backbone.std, backbone.interpolation)
+        self.templates = list(templates)
+        self.descriptions = descriptions
+        self.descriptions_mode = descriptions_mode
+        self.temporal = temporal
+        self.prompt_learner = prompt_learner
+        self.zs_mix = zs_mix
+        self._text_cache: dict[tuple, torch.Tensor] = {}
+
+    @property
+    def learnable(self) -> bool:
+        """True when CoOp context vectors or the temporal transformer are present."""
+        return self.prompt_learner is not None or isinstance(self.temporal, TemporalTransformer)
+
+    @property
+    def device(self) -> torch.device:
+        return self.backbone.logit_scale.device
+
+    @property
+    def logit_scale(self) -> torch.Tensor:
+        return self.backbone.logit_scale.exp().clamp(max=100.0)
+
+    def train(self, mode: bool = True) -> "VideoTextModel":
+        """Keep the frozen backbone in eval mode; learned label features are recomputed after any training."""
+        super().train(mode)
+        self.backbone.eval()
+        self.forget_learned_text()
+        return self
+
+    def forget_learned_text(self) -> None:
+        """Drop cached label features of the learned prompts (their vectors may have changed)."""
+        for key in [k for k in self._text_cache if k[0] == "learned"]:
+            del self._text_cache[key]
+
+    # --- features ------------------------------------------------------------------------------
+    def frame_features(self, video: torch.Tensor) -> torch.Tensor:
+        """uint8 ``[B, V, T, 3, S, S]`` -> L2-normalised image features ``[B, V, T, D]`` (no gradient)."""
+        b, v, t = video.shape[:3]
+        with torch.no_grad():
+            feats = self.backbone.encode_image(self.normalize(video.flatten(0, 2)))
+        return F.normalize(feats.float(), dim=-1).view(b, v, t, -1)
+
+    def zeroshot_text_features(self, labels: Sequence[str]) -> torch.Tensor:
+        """Hand-made prompt-ensemble features ``[C, D]``, computed once per label set and cached."""
+        key = ("fixed", tuple(labels), tuple(self.templates), str(self.device), self.descriptions_mode)
+        if key not in self._text_cache:
+            prompts = class_prompts(list(labels), self.templates, self.descriptions, self.descriptions_mode)
+            self._text_cache[key] = encode_prompts(self.backbone, self.tokenizer, prompts)
+        return self._text_cache[key]
+
+    def text_features(self, labels: Sequence[str]) -> torch.Tensor:
+        """Label features ``[C, D]``: learned prompts when CoOp is on (cached in eval mode), else hand-made."""
+        if self.prompt_learner is None:
+            return self.zeroshot_text_features(labels)
+        if self.training:
+            return self.prompt_learner(list(labels))
+        key = ("learned", tuple(labels), str(self.device))
+        if key not in self._text_cache:
+            with torch.no_grad():
+                self._text_cache[key] = self.prompt_learner(list(labels))
+        return self._text_cache[key]
+
+    def video_features(self, frames: torch.Tensor) -> torch.Tensor:
+        """Label-independent video embeddings ``[B, D]`` from frame features ``[B, V, T, D]`` (views averaged)."""
+        b, v = frames.shape[:2]
+        agg = F.normalize(self.temporal(frames.flatten(0, 1), None), dim=-1).view(b, v, -1)
+        return F.normalize(agg.mean(1), dim=-1)
+
+    def video_logits(self, frames: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        """Frame features ``[B, V, T, D]`` and label features ``[C, D]`` -> logits ``[B, V, C]``."""
+        b, v = frames.shape[:2]
+        video = F.normalize(self.temporal(frames.flatten(0, 1), text), dim=-1)
+        sim = (video * text.unsqueeze(0)).sum(-1) if video.dim() == 3 else video @ text.T
+        return (self.logit_scale * sim).view(b, v, -1)
+
+    def eval_logits(self, frames: torch.Tensor, labels: Sequence[str]) -> torch.Tensor:
+        """Logits ``[B, V, C]`` for evaluation and prediction (with the zero-shot mix when set)."""
+        logits = self.video_logits(frames, self.text_features(labels))
+        if self.zs_mix > 0 and self.learnable:
+            zs_video = F.normalize(frames.mean(dim=2), dim=-1)
+            zs = self.logit_scale * zs_video @ self.zeroshot_text_features(labels).T
+            logits = (1 - self.zs_mix) * logits + self.zs_mix * zs
+        return logits
+
+    def forward(self, video: torch.Tensor, labels: Sequence[str]) -> torch.Tensor:
+        """uint8 video ``[B, V, T, 3, S, S]`` -> label probabilities ``[B, C]`` (softmax averaged over views)."""
+        return self.eval_logits(self.frame_features(video), labels).softmax(-1).mean(1)
+
+
+def create_model(
+    model_name: str = "ViT-B-32",
+    pretrained: str | None = "openai",
+    templates: str | list[str] = "video",
+    descriptions: str | None = None,
+    descriptions_mode: str = "add",
+    temporal: str = "mean",
+    temporal_depth: int = 1,
+    temporal_heads: int = 4,
+    max_frames: int = 32,
+    attention_temperature: float = 0.05,
+    n_ctx: int = 0,
+    ctx_init: str | None = None,
+    class_names: list[str] | None = None,
+    class_specific_ctx: bool = False,
+    class_position: str = "end",
+    zs_mix: float = 0.0,
+    cache_dir: str | None = None,
+    quantize: bool = False,
+) -> VideoTextModel:
+    """The one factory: backbone by name and weights, prompts, aggregator and optional CoOp vectors."""
+    bb = load_clip(model_name, pretrained, cache_dir)
+    if quantize:
+        quantize_image_tower(bb.model)
+    learner = None
+    if n_ctx > 0 or ctx_init:
+        names = validate_labels(class_names) if class_names else None
+        learner = PromptLearner(bb.model, bb.tokenizer, n_ctx, ctx_init, names, class_specific_ctx, class_position)
+    if descriptions_mode not in ("add", "replace"):
+        raise ValueError(f"descriptions mode must be 'add' or 'replace', got '{descriptions_mode}'")
+    return VideoTextModel(
+        bb, load_templates(templates),
+        build_temporal(temporal, bb.embed_dim, temporal_depth, temporal_heads, max_frames, attention_temperature),
+        learner, load_descriptions(descriptions) if descriptions else None, descriptions_mode, zs_mix)

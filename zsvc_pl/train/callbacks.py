@@ -1,0 +1,96 @@
+"""The run report the CLI always adds: timing, skipped videos (gathered over ranks) and ``errors.csv``."""
+
+from __future__ import annotations
+
+import csv
+import time
+from collections import Counter
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from lightning import Callback, LightningModule, Trainer
+from lightning.pytorch.utilities import rank_zero_info
+
+from zsvc_pl.data.outputs import ENCODING, atomic_write
+
+
+def run_dir(trainer: Trainer) -> Path:
+    """The run's folder (the logger's, else the trainer's root dir). Under DDP every rank must call this: the
+    logger's folder is broadcast from rank 0."""
+    return Path(trainer.log_dir or trainer.default_root_dir)
+
+
+def gather_lists(items: list) -> list:
+    """Concatenate a list from every process (a collective: every rank must call it)."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return list(items)
+    parts: list = [None] * dist.get_world_size()
+    dist.all_gather_object(parts, list(items))
+    return [x for part in parts for x in part]
+
+
+class RunReport(Callback):
+    """Times each stage and reports unreadable videos: a summary line and ``errors.csv`` in the run folder."""
+
+    def __init__(self) -> None:
+        self._start: dict[str, float] = {}
+
+    def _begin(self, stage: str, pl_module: LightningModule) -> None:
+        self._start[stage] = time.perf_counter()
+        pl_module.decode_errors = []
+
+    def _end(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        seconds = time.perf_counter() - self._start.pop(stage, time.perf_counter())
+        folder = run_dir(trainer)
+        errors = sorted(set(gather_lists(pl_module.decode_errors)))
+        msg = f"zsvc_pl {stage}: {seconds:.1f} s"
+        if errors:
+            path = folder / "errors.csv"
+            if trainer.is_global_zero:
+                atomic_write(path, lambda tmp: _write_errors(tmp, errors))
+            reasons = Counter(r.split(" (")[0].split(":")[0] for _, r in errors)
+            msg += f"; {len(errors)} video(s) skipped ({dict(reasons)}); details in {path}"
+        else:
+            msg += "; no video skipped"
+        rank_zero_info(msg)
+        trainer.callback_metrics[f"{stage}/seconds"] = torch.tensor(seconds)
+        trainer.callback_metrics[f"{stage}/skipped"] = torch.tensor(float(len(errors)))
+
+    def on_test_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._begin("test", pl_module)
+
+    def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._end(trainer, pl_module, "test")
+
+    def on_validation_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if not trainer.sanity_checking and trainer.state.fn == "validate":
+            self._begin("validate", pl_module)
+
+    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if "validate" in self._start:
+            self._end(trainer, pl_module, "validate")
+        elif trainer.state.fn == "fit" and not trainer.sanity_checking:
+            metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+            shown = ", ".join(f"{k.split('/')[1]} {v:.4f}" for k, v in sorted(metrics.items())
+                              if not k.endswith("videos"))
+            rank_zero_info(f"zsvc_pl fit: epoch {trainer.current_epoch} validation: {shown}")
+
+    def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._begin("fit", pl_module)
+
+    def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._end(trainer, pl_module, "fit")
+
+    def on_predict_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._begin("predict", pl_module)
+
+    def on_predict_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._end(trainer, pl_module, "predict")
+
+
+def _write_errors(path: Path, errors: list[tuple[str, str]]) -> None:
+    with open(path, "w", newline="", **ENCODING) as f:
+        writer = csv.writer(f)
+        writer.writerow(["path", "reason"])
+        writer.writerows(errors)

@@ -1,0 +1,259 @@
+"""VideoClassificationTask: the LightningModule around a ``VideoTextModel`` (losses, metrics, optimizer,
+checkpoint identity). ``forward`` delegates to the model, as torchgeo's tasks do; files and decoding stay in the
+data layer, and the notebook API is ``zsvc_pl.api.ZeroShotVideoClassifier``."""
+
+from __future__ import annotations
+
+import logging
+import math
+import warnings
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from lightning import LightningModule
+from lightning.pytorch.utilities import rank_zero_info
+from torchmetrics.aggregation import SumMetric
+from torchmetrics.classification import MulticlassConfusionMatrix
+
+from zsvc_pl.labels import validate_labels
+from zsvc_pl.model.temporal import TemporalTransformer
+from zsvc_pl.model.video_text import VideoTextModel, create_model
+from zsvc_pl.train.checkpoints import prepare_state, save_state
+from zsvc_pl.train.metrics import BaseNovelAccuracy, classification_metrics
+
+log = logging.getLogger(__name__)
+# By design: checkpoints hold no backbone weights, and the frozen backbone stays in eval mode.
+warnings.filterwarnings("ignore", message=r"Found keys that are in the model state dict but not in the checkpoint: "
+                                          r"\['model\.backbone")
+warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
+
+
+class VideoClassificationTask(LightningModule):
+    """Train and evaluate a ``VideoTextModel``: zero-shot ``test``/``predict``, or ``fit`` of its learnable parts.
+
+    With ``n_ctx=0``, no ``ctx_init`` and ``temporal`` in (mean, text_attention) nothing is trainable: this is the
+    zero-shot path. ``temporal="transformer"`` and/or CoOp context vectors make it trainable on base classes;
+    ``text_reg_weight`` and ``zs_mix`` keep novel classes close to zero-shot.
+
+    Args:
+        model_name: open_clip architecture, ``hf-hub:`` id, config JSON path, or ``demo``.
+        pretrained: open_clip tag, checkpoint file, ``demo``, or ``None``/``none`` for random weights.
+        class_names: the classes of the dataset (label ids index into it; the CLI links them from the data).
+        templates: built-in template set name, template file, single template, or list of templates.
+        descriptions: YAML/JSON mapping class name -> descriptions/synonyms; ``descriptions_mode`` add/replace.
+        temporal: ``mean``, ``text_attention`` (parameter-free) or ``transformer`` (learnable).
+        temporal_depth, temporal_heads, max_frames: transformer settings.
+        attention_temperature: softmax temperature of ``text_attention``.
+        n_ctx: CoOp context vectors (0 = off); ``ctx_init`` initialises them from a phrase.
+        class_specific_ctx: one context per class instead of a shared one.
+        class_position: where the class words go in the learned prompt: end, middle or front.
+        text_reg_weight: weight of the KgCoOp loss ``1 - cos(learned, hand-made)`` on text features (CoOp only).
+        zs_mix: at evaluation, logits = (1 - zs_mix) * learned + zs_mix * zero-shot (mean pooling, fixed prompts);
+            only when the model has learnable parts.
+        base_classes: indices of the base classes; training sees only these, evaluation reports base/novel/HM.
+        lr, weight_decay: AdamW settings for the trainable parameters.
+        top_k: labels written per video by ``predict``.
+        cache_dir: where open_clip looks for and stores downloaded weights.
+        quantize: int8 dynamic quantisation of the image tower's linear layers, for CPU inference.
+        allow_unidentified_checkpoint: load a checkpoint that does not record its backbone (older or foreign
+            files) on whatever backbone is configured; off by default, since a wrong backbone gives wrong scores.
+    """
+
+    def __init__(
+        self,
+        model_name: str = "ViT-B-32",
+        pretrained: str | None = "openai",
+        class_names: list[str] | None = None,
+        templates: str | list[str] = "video",
+        descriptions: str | None = None,
+        descriptions_mode: str = "add",
+        temporal: str = "mean",
+        temporal_depth: int = 1,
+        temporal_heads: int = 4,
+        max_frames: int = 32,
+        attention_temperature: float = 0.05,
+        n_ctx: int = 0,
+        ctx_init: str | None = None,
+        class_specific_ctx: bool = False,
+        class_position: str = "end",
+        text_reg_weight: float = 8.0,
+        zs_mix: float = 0.2,
+        base_classes: list[int] | None = None,
+        lr: float = 2e-3,
+        weight_decay: float = 0.01,
+        top_k: int = 5,
+        cache_dir: str | None = None,
+        quantize: bool = False,
+        allow_unidentified_checkpoint: bool = False,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.class_names = validate_labels(class_names, "model.class_names") if class_names else None
+        self.base_classes = list(base_classes) if base_classes is not None else None
+        self.model = create_model(
+            model_name, pretrained, templates, descriptions, descriptions_mode, temporal, temporal_depth,
+            temporal_heads, max_frames, attention_temperature, n_ctx, ctx_init, self.class_names,
+            class_specific_ctx, class_position, zs_mix, cache_dir, quantize)
+        self.strict_loading = False  # checkpoints hold no backbone weights
+        self.decode_errors: list[tuple[str, str]] = []
+        self.feature_cache = None
+
+    @property
+    def backbone_identity(self) -> str:
+        return self.model.identity
+
+    def forward(self, video: torch.Tensor, labels: Sequence[str] | None = None) -> torch.Tensor:
+        """uint8 video ``[B, V, T, 3, S, S]`` -> class probabilities ``[B, C]`` (softmax averaged over views)."""
+        return self.model(video, labels or self._require_labels())
+
+    def _require_labels(self) -> list[str]:
+        if not self.class_names:
+            raise ValueError("no class names: set model.class_names or give the data module a dataset")
+        return self.class_names
+
+    # --- checkpoints ------------------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        save_state(checkpoint, self.backbone_identity)
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        prepare_state(checkpoint, self.backbone_identity, self.hparams.allow_unidentified_checkpoint)
+        self.model.forget_learned_text()
+
+    # --- Lightning hooks ---------------------------------------------------------------------------
+    def setup(self, stage: str) -> None:
+        dm = self.trainer.datamodule if self._trainer is not None else None
+        cache = getattr(dm, "feature_cache", None)
+        if cache is not None:  # the data module opened it; features belong to this backbone
+            self.feature_cache = cache.bind(self.backbone_identity, self.model.embed_dim)
+        n = len(self._require_labels())
+        self.metrics = torch.nn.ModuleDict({s: classification_metrics(n, f"{s}/") for s in ("val", "test")})
+        self.counts = torch.nn.ModuleDict({s: SumMetric() for s in ("val", "test")})
+        self.confusion = torch.nn.ModuleDict({s: MulticlassConfusionMatrix(n) for s in ("val", "test")})
+        self.last_results: dict[str, dict] = {}
+        self.base_novel = torch.nn.ModuleDict({
+            s: BaseNovelAccuracy(n, self.base_classes) for s in ("val", "test")
+        }) if self.base_classes is not None else None
+        if stage == "fit" and not self.model.learnable:
+            raise ValueError("nothing to train: set model.temporal=transformer and/or model.n_ctx>0 "
+                             "(zero-shot evaluation needs no fit: use `test`)")
+
+    def batch_features(self, batch: dict) -> torch.Tensor:
+        return batch_features(self.model, batch, self.feature_cache)
+
+    def _base_names(self) -> tuple[list[str], torch.Tensor | None]:
+        names = self._require_labels()
+        if self.base_classes is None:
+            return names, None
+        remap = torch.full((len(names),), -1, dtype=torch.long)
+        remap[torch.tensor(self.base_classes)] = torch.arange(len(self.base_classes))
+        return [names[i] for i in self.base_classes], remap
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor | None:
+        self._collect_errors(batch)
+        if batch["video"].numel() == 0:
+            return None
+        names, remap = self._base_names()
+        target = batch["label"] if remap is None else remap.to(self.device)[batch["label"]]
+        text = self.model.text_features(names)
+        logits = self.model.video_logits(self.model.frame_features(batch["video"]), text)[:, 0]
+        loss = F.cross_entropy(logits, target)
+        self.log("train/ce", loss, prog_bar=True, batch_size=len(target))
+        if self.model.prompt_learner is not None and self.hparams.text_reg_weight > 0:
+            reg = (1 - (text * self.model.zeroshot_text_features(names)).sum(-1)).mean()
+            loss = loss + self.hparams.text_reg_weight * reg
+            self.log("train/text_reg", reg, batch_size=len(target))
+        self.log("train/acc", (logits.argmax(-1) == target).float().mean(), prog_bar=True, batch_size=len(target))
+        return loss
+
+    def _eval_step(self, batch: dict, stage: str) -> None:
+        self._collect_errors(batch)
+        if not batch["path"]:
+            return
+        logits = self.model.eval_logits(self.batch_features(batch), self._require_labels())
+        if not torch.isfinite(logits).all():
+            raise FloatingPointError(f"non-finite scores for {batch['path'][0]} ...: the backbone weights or cached "
+                                     "features hold NaN/inf; no results are reported from such a run")
+        probs = logits.softmax(-1).mean(1)
+        self.metrics[stage].update(probs, batch["label"])
+        self.counts[stage].update(len(batch["label"]))
+        self.confusion[stage].update(probs, batch["label"])
+        if self.base_novel is not None:
+            self.base_novel[stage].update(logits.mean(1), batch["label"])
+
+    def _eval_epoch_end(self, stage: str) -> None:
+        results = {k: float(v) for k, v in self.metrics[stage].compute().items()}
+        results[f"{stage}/videos"] = float(self.counts[stage].compute())
+        if self.base_novel is not None:
+            results.update({f"{stage}/{k}": float(v) for k, v in self.base_novel[stage].compute().items()})
+            self.base_novel[stage].reset()
+        self.log_dict(results)
+        self.last_results[stage] = {"metrics": results, "confusion": self.confusion[stage].compute().cpu()}
+        for m in (self.metrics[stage], self.counts[stage], self.confusion[stage]):
+            m.reset()
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self._eval_step(batch, "val")
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        self._eval_step(batch, "test")
+
+    def on_validation_epoch_end(self) -> None:
+        self._eval_epoch_end("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._eval_epoch_end("test")
+
+    def predict_step(self, batch: dict, batch_idx: int) -> list[dict]:
+        self._collect_errors(batch)
+        if not batch["path"]:
+            return []
+        names = self._require_labels()
+        logits = self.model.eval_logits(self.batch_features(batch), names)
+        if not torch.isfinite(logits).all():
+            raise FloatingPointError(f"non-finite scores for {batch['path'][0]} ...: the backbone weights or cached "
+                                     "features hold NaN/inf")
+        probs = logits.softmax(-1).mean(1)
+        scores, idx = probs.topk(min(self.hparams.top_k, len(names)), dim=-1)
+        return [{"path": p, "labels": [names[j] for j in i.tolist()], "scores": s.tolist()}
+                for p, i, s in zip(batch["path"], idx.cpu(), scores.cpu())]
+
+    def _collect_errors(self, batch: dict) -> None:
+        for path, reason in batch.get("errors", []):
+            log.warning("skipped %s: %s", path, reason)
+            self.decode_errors.append((path, reason))
+
+    def configure_optimizers(self):
+        params = [p for p in self.parameters() if p.requires_grad]
+        total = sum(p.numel() for p in self.parameters())
+        rank_zero_info(f"zsvc_pl: {sum(p.numel() for p in params):,} trainable parameters out of {total:,}")
+        decay = [p for p in params if p.dim() >= 2]
+        no_decay = [p for p in params if p.dim() < 2]
+        temporal = self.model.temporal
+        if isinstance(temporal, TemporalTransformer):
+            no_decay.append(decay.pop(next(i for i, p in enumerate(decay) if p is temporal.pos)))
+        opt = torch.optim.AdamW([{"params": decay, "weight_decay": self.hparams.weight_decay},
+                                 {"params": no_decay, "weight_decay": 0.0}], lr=self.hparams.lr)
+        steps = max(1, int(self.trainer.estimated_stepping_batches))
+        warmup = max(1, steps // 10)
+
+        def warmup_cosine(step: int) -> float:
+            return min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(step / steps, 1.0)))
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+def batch_features(model: VideoTextModel, batch: dict, cache=None) -> torch.Tensor:
+    """Frame features ``[B, V, T, D]`` of a collated batch: encoded for decoded videos (and stored in ``cache``, a
+    bound ``FeatureCache``, when given), read for videos the cache already held. Used by the task and the API."""
+    parts = {}
+    if batch["video"].numel():
+        feats = model.frame_features(batch["video"].to(model.device))
+        parts.update(zip(batch["video_pos"], feats))
+        if cache is not None and "cache_keys" in batch:
+            for pos, f in zip(batch["video_pos"], feats):
+                cache.put(batch["cache_keys"][pos], f)
+    if "features" in batch:
+        parts.update(zip(batch["features_pos"], batch["features"].to(model.device, torch.float32)))
+    return torch.stack([parts[i] for i in range(len(batch["path"]))])
