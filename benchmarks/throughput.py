@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 import torch
+from conventional import run_conventional
 
 
 def _videos(root: Path, limit: int) -> tuple[list[str], list[str]]:
@@ -128,43 +129,6 @@ def run_encoder_only(model: str, n: int, frames: int, batch: int) -> dict:
     return {"videos": n, "seconds": time.perf_counter() - start, "peak_mb": _peak_mb()}
 
 
-def run_conventional(model: str, paths: list[str], labels: list[str], frames: int, batch: int) -> dict:
-    import decord
-    import numpy as np
-    import torch.nn.functional as F
-    from PIL import Image
-    from torchvision import transforms as T
-
-    from zsvc_pl.model.backbone import load_clip
-    from zsvc_pl.data.sampling import segment_indices
-
-    bb = load_clip(model, "none")
-    tf = T.Compose([T.Resize(bb.image_size, interpolation=T.InterpolationMode.BICUBIC), T.CenterCrop(bb.image_size),
-                    T.ToTensor(), T.Normalize(bb.mean, bb.std)])
-    prompts = [f"a video of a person {label}." for label in labels]
-    start = time.perf_counter()
-    n = failed = 0
-    with torch.inference_mode():
-        for i in range(0, len(paths), batch):
-            clips = []
-            for p in paths[i : i + batch]:
-                try:
-                    vr = decord.VideoReader(p)
-                    arr = vr.get_batch(segment_indices(len(vr), frames)).asnumpy()
-                except Exception:  # plain decord, no fallback: counted as unreadable
-                    failed += 1
-                    continue
-                clips.append(torch.stack([tf(Image.fromarray(np.ascontiguousarray(f))) for f in arr]))
-            if not clips:
-                continue
-            text = F.normalize(bb.model.encode_text(bb.tokenizer(prompts)), dim=-1)
-            video = torch.stack(clips)
-            feats = F.normalize(bb.model.encode_image(video.flatten(0, 1)), dim=-1).view(len(clips), frames, -1)
-            (F.normalize(feats.mean(1), dim=-1) @ text.T).softmax(-1)
-            n += len(clips)
-    return {"videos": n, "unreadable": failed, "seconds": time.perf_counter() - start, "peak_mb": _peak_mb()}
-
-
 def run_api(model: str, paths: list[str], labels: list[str], frames: int, batch: int, workers: int) -> dict:
     """The notebook path: ``ZeroShotVideoClassifier.encode_videos`` over the same clips, then scores against the
     labels, encoded first (as ``classify`` does, with unreadable clips listed instead of raised)."""
@@ -211,6 +175,13 @@ def _per_video(r: dict) -> float:
 def _median(items: list, key=None):
     """The middle item (the upper one of an even count): a real run, not an average of two."""
     return sorted(items, key=key)[len(items) // 2]
+
+
+def _print_ratios(res: dict, names: tuple[str, ...]) -> None:
+    for name in names:
+        r = res[f"{name}_over_encoder_bound"]
+        print(f"time per video, {name} / encoder bound: median {r['median']:.3f} of "
+              + ", ".join(f"{x:.3f}" for x in r["all"]))
 
 
 def _child(queue, fn, args) -> None:
@@ -264,11 +235,7 @@ def main() -> None:
         res[f"{name}_over_encoder_bound"] = {"median": _median(ratios), "all": ratios}
     if args.api_only:
         print(json.dumps(res, indent=1))
-        for name in ("zsvc_pl", "api"):
-            r = res[f"{name}_over_encoder_bound"]
-            print(f"time per video, {name} / encoder bound: median {r['median']:.3f} of "
-                  + ", ".join(f"{x:.3f}" for x in r["all"]))
-        return
+        return _print_ratios(res, ("zsvc_pl", "api"))
     res["decode_preprocess"] = _in_process(run_decode_only, args.model, paths, args.frames)
     res["decode_preprocess_decord"] = _in_process(run_decode_only, args.model, paths, args.frames, "decord")
     res["conventional"] = _in_process(run_conventional, args.model, paths, labels, args.frames, args.batch)
@@ -302,10 +269,7 @@ def main() -> None:
         print(f"{key}: {d['ms_per_video']:.0f} ms/video (open {st['open']:.0f}, decode {st['decode']:.0f}, "
               f"crop+normalise {st['crop_normalize']:.0f}): {d['sampled_frames_per_core_second']:.0f} sampled "
               f"frames/s per core")
-    for name in ("zsvc_pl", "zsvc_pl_decord", "api"):
-        r = res[f"{name}_over_encoder_bound"]
-        print(f"time per video, {name} / encoder bound: median {r['median']:.3f} of "
-              + ", ".join(f"{x:.3f}" for x in r["all"]))
+    _print_ratios(res, ("zsvc_pl", "zsvc_pl_decord", "api"))
     print(f"conventional / zsvc_pl = "
           f"{res['conventional_over_zsvc']:.2f}; label encoding, once per list: "
           f"{res['zsvc_pl']['text_seconds']:.1f} s")

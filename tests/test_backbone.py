@@ -29,7 +29,9 @@ def test_missing_weights_fail_fast_with_instructions(tmp_path):
         load_clip("ViT-B-32", "openai", cache_dir=str(tmp_path))
     assert time.perf_counter() - start < 30
     msg = str(err.value)
-    assert "ViT-B-32" in msg and "openai" in msg and str(tmp_path) in msg and "pretrained=/path/to" in msg
+    assert "\n" not in msg  # one line
+    assert "ViT-B-32" in msg and "openai" in msg and str(tmp_path) in msg and "--model.pretrained /path/to" in msg
+    assert "HF_HUB_OFFLINE" not in msg  # the project sets that itself; the user has nothing to unset
 
 
 def test_unknown_tag_and_model_are_explained(tmp_path):
@@ -39,6 +41,11 @@ def test_unknown_tag_and_model_are_explained(tmp_path):
         load_clip("ViT-Z-99", "none")
     with pytest.raises(BackboneLoadError, match="config file not found"):
         load_clip(str(tmp_path / "missing.json"), "none")
+
+
+def test_a_weights_file_of_another_architecture_is_named(tiny_ckpt):
+    with pytest.raises(BackboneLoadError, match=f"could not load the weights file {tiny_ckpt} into model 'demo'"):
+        load_clip("demo", tiny_ckpt)
 
 
 def test_identity_follows_the_weights_not_the_file(tiny_ckpt, tmp_path):

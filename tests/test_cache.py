@@ -94,3 +94,53 @@ def test_cli_test_and_predict_reuse_the_feature_cache(tiny_ckpt, video_root, tmp
     assert second == first
     run("predict", "--data.predict_root", str(video_root / "test"), "--predictions.output", str(tmp_path / "p.csv"))
     assert len((tmp_path / "p.csv").read_text().splitlines()) == 9
+
+
+def test_fit_from_the_cache_decodes_each_video_once_and_keeps_sampling_random(tiny_ckpt, video_root, tmp_path,
+                                                                              monkeypatch):
+    from lightning import Trainer
+
+    from zsvc_pl import VideoClassificationTask, VideoDataModule
+    from zsvc_pl.data.reader import FrameReader
+
+    reads = []
+    real_read = FrameReader._read
+
+    def counting_read(self, path, rng=None):
+        reads.append(path)
+        return real_read(self, path, rng)
+
+    monkeypatch.setattr(FrameReader, "_read", counting_read)
+    dm = VideoDataModule(root=str(video_root), num_frames=2, frame_size=32, batch_size=4, num_workers=0,
+                         feature_cache=str(tmp_path / "cache"))  # 8 frames per video: 4 cached positions
+    model = VideoClassificationTask(model_name=str(TINY_CONFIG), pretrained=tiny_ckpt, class_names=dm.class_names,
+                                    temporal="transformer")
+    before = model.model.temporal.proj.weight.detach().clone()
+    trainer = Trainer(max_epochs=3, accelerator="cpu", logger=False, enable_progress_bar=False,
+                      enable_checkpointing=False, enable_model_summary=False, num_sanity_val_steps=0,
+                      default_root_dir=tmp_path)
+    trainer.fit(model, dm)
+    assert len(reads) == 8 + 4  # 8 training and 4 validation videos, each decoded in the first epoch only
+    assert len(list((tmp_path / "cache").rglob("*.pt"))) == 12
+    assert not torch.equal(model.model.temporal.proj.weight, before)  # it trained on the cached features
+    ds = dm.train_set
+    torch.manual_seed(1)
+    draws = {tuple(ds[0]["features"][0, :, 0].tolist()) for _ in range(20)}
+    assert len(draws) > 1  # each epoch draws other positions among the cached ones
+    assert all(len(d) == 2 for d in draws)
+
+
+def test_fit_from_the_cache_is_refused_when_the_image_tower_trains(tiny_ckpt, video_root, tmp_path):
+    from lightning import Trainer
+
+    from zsvc_pl import VideoClassificationTask, VideoDataModule
+
+    dm = VideoDataModule(root=str(video_root), num_frames=2, frame_size=32, num_workers=0,
+                         feature_cache=str(tmp_path / "cache"))
+    model = VideoClassificationTask(model_name=str(TINY_CONFIG), pretrained=tiny_ckpt, class_names=dm.class_names,
+                                    temporal="transformer")
+    model.model.backbone.visual.proj.requires_grad_(True)
+    trainer = Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_progress_bar=False,
+                      default_root_dir=tmp_path)
+    with pytest.raises(ValueError, match="acts on the pixels"):
+        trainer.fit(model, dm)

@@ -55,9 +55,10 @@ def test_ddp_test_with_figures_and_errors_ends_cleanly_every_time(odd_root, tiny
     for run in range(3):
         cli = main(ddp_args("test", tiny_ckpt, tmp_path / f"r{run}", "--data.root", str(root)))
         assert float(cli.trainer.callback_metrics["test/videos"]) == 7
-        run_dir = Path(cli.trainer.log_dir)
-        assert (run_dir / "figures" / "confusion.png").is_file()
-        assert len((run_dir / "errors.csv").read_text().splitlines()) == 2  # header + the broken file, once
+        (figure,) = (tmp_path / f"r{run}").rglob("confusion.png")  # the logger's folder, as rank 0 made it
+        (errors,) = (tmp_path / f"r{run}").rglob("errors.csv")
+        assert figure.parent.parent == errors.parent
+        assert len(errors.read_text().splitlines()) == 2  # header + the broken file, once
 
 
 def test_ddp_predict_writes_the_one_output_each_video_once_and_resumes(odd_root, tiny_ckpt, tmp_path):

@@ -231,7 +231,9 @@ def test_user_mistakes_end_with_one_line_and_a_nonzero_exit(tiny_ckpt, tmp_path,
 
 
 def test_the_console_entry_point_exits_0_quietly_and_2_on_a_mistake(tiny_ckpt, video_root, tmp_path):
-    ok = subprocess.run([sys.executable, "-m", "zsvc_pl", "test", "--model.model_name", str(TINY_CONFIG),
+    script = Path(sys.executable).parent / "zsvc"  # the installed console script, else python -m zsvc_pl
+    command = [str(script)] if script.is_file() else [sys.executable, "-m", "zsvc_pl"]
+    ok = subprocess.run([*command, "test", "--model.model_name", str(TINY_CONFIG),
                          "--model.pretrained", tiny_ckpt, "--data.root", str(video_root / "test"),
                          "--data.frame_size", "32", "--data.num_frames", "2", "--data.num_workers", "0",
                          "--trainer.enable_progress_bar", "false"], capture_output=True, text=True, cwd=tmp_path,
@@ -257,3 +259,17 @@ def test_a_label_with_a_bar_is_refused_for_csv(tiny_ckpt, library, tmp_path, cap
     assert "write JSON Lines instead" in capsys.readouterr().err
     main(predict_args(tiny_ckpt, library, tmp_path / "t.jsonl", '["rock|pop", "jazz"]'))
     assert len((tmp_path / "t.jsonl").read_text().splitlines()) == 8
+
+
+def test_nan_weights_are_never_reported_as_results(tiny_ckpt, video_root, tmp_path, capsys):
+    import torch
+
+    sd = torch.load(tiny_ckpt, weights_only=True)
+    sd["visual.proj"] = torch.full_like(sd["visual.proj"], float("nan"))
+    bad = tmp_path / "nan.pt"
+    torch.save(sd, bad)
+    with pytest.raises(SystemExit) as e:
+        main(["test", "--model.model_name", str(TINY_CONFIG), "--model.pretrained", str(bad), "--data.root",
+              str(video_root / "test"), "--data.frame_size", "32", "--data.num_frames", "2", "--data.num_workers", "0",
+              "--trainer.logger", "false", "--trainer.default_root_dir", str(tmp_path / "run")])
+    assert e.value.code == 2 and "non-finite scores" in capsys.readouterr().err

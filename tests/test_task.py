@@ -136,6 +136,12 @@ def test_a_version_1_checkpoint_loads_and_an_unidentified_one_is_refused(tiny_ck
     torch.save(ckpt, old)
     with pytest.raises(RuntimeError, match="version 99 is newer"):
         VideoClassificationTask.load_from_checkpoint(old, weights_only=True)
+    ckpt["zsvc_pl_checkpoint_version"] = 2
+    ckpt["state_dict"] = {"model." + k: v for k, v in ckpt["state_dict"].items()}
+    ckpt["state_dict"]["model.temporal.proj.weight"][0, 0] = float("nan")  # garbled bytes
+    torch.save(ckpt, old)
+    with pytest.raises(RuntimeError, match="NaN/inf .*model.temporal.proj.weight"):
+        VideoClassificationTask.load_from_checkpoint(old, weights_only=True, allow_unidentified_checkpoint=True)
 
 
 def test_checkpoint_refuses_another_backbone(tiny_ckpt, video_root, tmp_path):

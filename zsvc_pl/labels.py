@@ -38,22 +38,23 @@ def label_key(label: str) -> str:
 
 
 def validate_labels(labels: list[str] | None, source: str = "the label list",
-                    lines: list[int] | None = None) -> list[str]:
-    """Trimmed labels; refuses an empty list, empty labels and labels that name the same words twice."""
+                    lines: list[int] | None = None, unit: str = "line") -> list[str]:
+    """Trimmed labels; refuses an empty list, empty labels and labels that name the same words twice, naming
+    where each one is (``unit`` ``line`` of a file, or ``item`` of a list)."""
     if labels is None or len(labels) == 0:
         raise LabelError(f"{source} is empty: give at least one label to classify against")
     cleaned = [str(label).strip() for label in labels]
     where = lines or list(range(1, len(cleaned) + 1))
     if any(not label for label in cleaned):
-        raise LabelError(f"{source} contains an empty label (line {where[cleaned.index('')]})")
+        raise LabelError(f"{source} contains an empty label ({unit} {where[cleaned.index('')]})")
     seen: dict[str, int] = {}
     for n, label in enumerate(cleaned):
         key = label_key(label)
         if key in seen:
             first = seen[key]
             what = "duplicate label" if cleaned[first] == label else "labels that mean the same words"
-            raise LabelError(f"{source}: {what} would make scores ambiguous: {cleaned[first]!r} (line "
-                             f"{where[first]}) and {label!r} (line {where[n]})")
+            raise LabelError(f"{source}: {what} would make scores ambiguous: {cleaned[first]!r} ({unit} "
+                             f"{where[first]}) and {label!r} ({unit} {where[n]})")
         seen[key] = n
     return cleaned
 

@@ -70,9 +70,12 @@ class VideoDataModule(LightningDataModule):
         backend: ``auto`` (sparse PyAV decoding for MP4/MOV/MKV/WebM, decord for the rest, sequential PyAV when
             both fail), ``sparse``, ``decord`` or ``pyav``; see ``zsvc_pl.data.decoding.open_video``.
         decode_timeout: seconds before a hanging decode is abandoned and reported (``None``: no limit).
-        feature_cache: folder for per-video frame features at evaluation and prediction: a second ``test`` or
-            ``predict`` over the same videos (e.g. with another label list) skips decoding and the image tower.
-            The data module opens it (``self.feature_cache``); the model's owner binds it to its backbone.
+        feature_cache: folder for per-video frame features: a second ``test`` or ``predict`` over the same videos
+            (e.g. with another label list) skips decoding and the image tower, and ``fit`` decodes and encodes
+            each training video once, then trains from its cached features (the image tower is frozen). The data
+            module opens it (``self.feature_cache``); the model's owner binds it to its backbone.
+        cache_positions: frames per training video kept in the cache, among which each epoch draws
+            ``num_frames`` at random (one per segment); default twice ``num_frames``.
     """
 
     def __init__(
@@ -103,6 +106,7 @@ class VideoDataModule(LightningDataModule):
         backend: str = "auto",
         decode_timeout: float | None = 60.0,
         feature_cache: str | None = None,
+        cache_positions: int | None = None,
     ) -> None:
         super().__init__()
         if format not in FORMATS:
@@ -116,7 +120,7 @@ class VideoDataModule(LightningDataModule):
         self.batch_size = batch_size
         self.num_workers = num_workers
         self._records: dict[str, list[VideoRecord]] = {}
-        self._names = validate_labels(list(class_names), "data.class_names") if class_names else None
+        self._names = validate_labels(list(class_names), "data.class_names", unit="item") if class_names else None
         self._n_base: int | None = None  # size of the base id space of ViFi-CLIP base-to-novel lists
         if label_file and not self._names:
             self._names = read_label_file(label_file)
@@ -172,7 +176,7 @@ class VideoDataModule(LightningDataModule):
             names = sorted({c for f in folders for c in class_folders(f)})
             if not names:
                 raise ValueError(f"no class folders under {root}: expected root/<class>/<video>")
-            return names
+            return validate_labels(names, f"the class folders under {root}", unit="folder")
         if self.format == "list":
             raise ValueError("the list format needs data.label_file (or data.class_names)")
         return self._scan_split("test")[1]
@@ -226,7 +230,8 @@ class VideoDataModule(LightningDataModule):
         adaptive = hp.sampling == "adaptive" and not train
         sampler = FrameSampler(hp.num_frames, 1 if train or adaptive else hp.num_clips, random=train, adaptive=adaptive)
         reader = FrameReader(sampler, hp.frame_size, 1 if train else hp.num_crops, hp.backend, hp.decode_timeout)
-        return VideoClassificationDataset(records, reader, hp.on_error, None if train else self.feature_cache)
+        positions = hp.cache_positions or 2 * hp.num_frames
+        return VideoClassificationDataset(records, reader, hp.on_error, self.feature_cache, positions if train else None)
 
     def setup(self, stage: str) -> None:
         """Build the datasets that ``stage`` needs."""

@@ -10,6 +10,7 @@ from zsvc_pl.data.annotations import VideoRecord
 from zsvc_pl.data.cache import FeatureCache
 from zsvc_pl.data.decoding import VideoDecodeError
 from zsvc_pl.data.reader import FrameReader
+from zsvc_pl.data.sampling import FrameSampler, random_segment_indices
 
 
 class VideoClassificationDataset(Dataset):
@@ -17,23 +18,32 @@ class VideoClassificationDataset(Dataset):
 
     A video that cannot be read yields ``{"error": reason}`` instead of raising (unless ``on_error="raise"``);
     ``collate_videos`` drops it from the batch and passes the error on. With a feature cache, videos whose frame
-    features are cached are served as ``features`` without decoding (evaluation sampling only).
+    features are cached are served as ``features`` without decoding. For evaluation the cache holds the frames
+    the sampler takes; for training (random sampling) it holds ``cache_positions`` evenly spread frames, from
+    which every epoch draws one random position per segment, so sampling stays random across epochs; a video
+    not cached yet comes as all those frames (``video``) plus the positions drawn (``pick``).
 
     Args:
         records: the videos and their labels.
         reader: how a file becomes frames (sampling, size, crops, backend, time limit).
         on_error: ``skip`` (default) or ``raise``.
         feature_cache: a bound ``FeatureCache``, or ``None``.
+        cache_positions: frames cached per video for training from the cache (random sampling only).
     """
 
     def __init__(self, records: list[VideoRecord], reader: FrameReader, on_error: str = "skip",
-                 feature_cache: FeatureCache | None = None) -> None:
+                 feature_cache: FeatureCache | None = None, cache_positions: int | None = None) -> None:
         if on_error not in ("skip", "raise"):
             raise ValueError(f"on_error must be 'skip' or 'raise', got {on_error!r}")
         self.records = records
         self.reader = reader
         self.on_error = on_error
-        self.feature_cache = feature_cache if not reader.sampler.random else None
+        training = reader.sampler.random
+        self.feature_cache = feature_cache if not training or cache_positions else None
+        self.dense = None  # training from the cache: the reader of the cached positions
+        if training and self.feature_cache is not None:
+            self.dense = FrameReader(FrameSampler(cache_positions), reader.frame_size, 1, reader.backend,
+                                     reader.timeout_s)
 
     def __len__(self) -> int:
         return len(self.records)
@@ -54,6 +64,19 @@ class VideoClassificationDataset(Dataset):
         features = cache.get(item["cache_key"], views, self.reader.sampler.num_frames)
         return {**item, "features": features} if features is not None else None
 
+    def _train_cached(self, item: dict, rng: np.random.Generator) -> dict:
+        """Training from the cache: random positions among the cached ones, or the frames to cache."""
+        positions = self.dense.sampler.num_frames
+        try:
+            item["cache_key"] = self.feature_cache.key(item["path"], self.dense.sampling_key)
+        except OSError as e:
+            return self._fail(item, VideoDecodeError(item["path"], f"file not found ({e.strerror})"))
+        pick = random_segment_indices(positions, self.reader.sampler.num_frames, rng)
+        features = self.feature_cache.get(item["cache_key"], 1, positions)
+        if features is not None:
+            return {**item, "features": features[:, pick]}
+        return {**item, "video": self.dense.read(item["path"]).frames, "pick": pick}
+
     def __getitem__(self, index: int) -> dict:
         rec = self.records[index]
         item = {"path": rec.path, "label": rec.label, "index": index}
@@ -67,6 +90,8 @@ class VideoClassificationDataset(Dataset):
         if self.reader.sampler.random:  # torch's RNG is seeded per worker and epoch by Lightning's seed_everything
             rng = np.random.default_rng([int(torch.randint(2**31, (1,))), index])
         try:
+            if self.dense is not None:
+                return self._train_cached(item, rng)
             return {**item, "video": self.reader.read(rec.path, rng).frames}
         except VideoDecodeError as e:
             return self._fail(item, e)
@@ -79,7 +104,7 @@ def collate_videos(samples: list[dict]) -> dict:
 
     Decoded videos go in ``video`` (their batch positions in ``video_pos``); videos served from the feature
     cache go in ``features`` (positions in ``features_pos``); ``cache_keys`` lists every sample's key when
-    the cache is on.
+    the cache is on; ``pick`` (training from the cache) the frame positions to train on for each decoded video.
     """
     good = [s for s in samples if "error" not in s]
     errors = [(s["path"], s["error"]) for s in samples if "error" in s]
@@ -98,4 +123,6 @@ def collate_videos(samples: list[dict]) -> dict:
         batch["features_pos"] = cached
     if good and "cache_key" in good[0]:
         batch["cache_keys"] = [s["cache_key"] for s in good]
+    if decoded and "pick" in good[decoded[0]]:
+        batch["pick"] = torch.tensor([good[i]["pick"] for i in decoded], dtype=torch.long)
     return batch

@@ -1,6 +1,6 @@
 """Video decoding: only the sampled frames and what they depend on, at a reduced size.
 
-This module and ``readers`` are the only ones that import decord or PyAV. ``open_video`` decides which reader
+This module and ``backends`` are the only ones that import decord or PyAV. ``open_video`` decides which reader
 reads which file; every reader returns the same frames for the same indices. Frame sizes are bounded (pixels and
 aspect ratio) before anything is decoded, and paths are opened as local files only.
 """
@@ -13,7 +13,7 @@ from typing import Protocol, Sequence
 
 import numpy as np
 
-from zsvc_pl.data.readers import (
+from zsvc_pl.data.backends import (
     MAX_ASPECT,
     MAX_PIXELS,
     VideoDecodeError,

@@ -124,24 +124,24 @@ def _create(name: str, pretrained: str | None, cache_dir: str | None, full_name:
             if name.startswith("hf-hub:"):
                 return open_clip.create_model(name, cache_dir=cache_dir)
             return open_clip.create_model(name, pretrained=pretrained, cache_dir=cache_dir)
-        if name.startswith("hf-hub:"):
-            return open_clip.create_model(name, cache_dir=cache_dir)
-        return open_clip.create_model(name, pretrained=pretrained, cache_dir=cache_dir)
     except BackboneLoadError:
         raise
     except Exception as e:
-        if pretrained and not Path(pretrained).is_file() and "not a known tag" in str(e):
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        if pretrained and Path(pretrained).is_file():
+            raise BackboneLoadError(f"could not load the weights file {pretrained} into model '{full_name}' "
+                                    f"({reason}): is it a checkpoint of that architecture?") from e
+        if pretrained and "not a known tag" in str(e):
             tags = open_clip.list_pretrained_tags_by_model(name)
             raise BackboneLoadError(
                 f"'{pretrained}' is neither a pretrained tag of {full_name} nor an existing file. "
                 f"Known tags: {tags or 'none'}. Pass a tag, a local checkpoint path, or 'none' for random weights."
             ) from e
         raise BackboneLoadError(
-            f"could not load weights for model '{full_name}' with pretrained='{pretrained}': {e}\n"
-            f"The weights are not in the cache ({_cache_locations(cache_dir)}) and could not be downloaded "
-            f"(offline?). Download them on a machine with internet access and pass the file: "
-            f"pretrained=/path/to/open_clip_model.safetensors (or .bin/.pt), or set cache_dir to a folder "
-            f"that holds them."
+            f"the weights of '{full_name}' (pretrained '{pretrained}') are not in the cache "
+            f"({_cache_locations(cache_dir)}) and could not be downloaded (offline?): download them on a machine "
+            f"with internet access and pass the file (CLI: --model.pretrained /path/to/open_clip_model.safetensors; "
+            f"Python: pretrained='/path/to/open_clip_model.safetensors'), or point cache_dir at a folder that holds them"
         ) from e
 
 

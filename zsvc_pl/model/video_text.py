@@ -56,6 +56,11 @@ class VideoTextModel(nn.Module):
         return self.prompt_learner is not None or isinstance(self.temporal, TemporalTransformer)
 
     @property
+    def trains_on_pixels(self) -> bool:
+        """True when a trainable part acts before the image features (then frame features cannot be cached)."""
+        return any(p.requires_grad for p in self.backbone.visual.parameters())
+
+    @property
     def device(self) -> torch.device:
         return self.backbone.logit_scale.device
 

@@ -89,7 +89,7 @@ class VideoClassificationTask(LightningModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        self.class_names = validate_labels(class_names, "model.class_names") if class_names else None
+        self.class_names = validate_labels(class_names, "model.class_names", unit="item") if class_names else None
         self.base_classes = list(base_classes) if base_classes is not None else None
         self.model = create_model(
             model_name, pretrained, templates, descriptions, descriptions_mode, temporal, temporal_depth,
@@ -137,6 +137,9 @@ class VideoClassificationTask(LightningModule):
         if stage == "fit" and not self.model.learnable:
             raise ValueError("nothing to train: set model.temporal=transformer and/or model.n_ctx>0 "
                              "(zero-shot evaluation needs no fit: use `test`)")
+        if stage == "fit" and cache is not None and self.model.trains_on_pixels:
+            raise ValueError("--data.feature_cache cannot train this model: a trainable part acts on the pixels, so "
+                             "frame features change while training; drop the cache for fit")
 
     def batch_features(self, batch: dict) -> torch.Tensor:
         return batch_features(self.model, batch, self.feature_cache)
@@ -151,12 +154,12 @@ class VideoClassificationTask(LightningModule):
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor | None:
         self._collect_errors(batch)
-        if batch["video"].numel() == 0:
+        if not batch["path"]:
             return None
         names, remap = self._base_names()
         target = batch["label"] if remap is None else remap.to(self.device)[batch["label"]]
         text = self.model.text_features(names)
-        logits = self.model.video_logits(self.model.frame_features(batch["video"]), text)[:, 0]
+        logits = self.model.video_logits(self.batch_features(batch), text)[:, 0]
         loss = F.cross_entropy(logits, target)
         self.log("train/ce", loss, prog_bar=True, batch_size=len(target))
         if self.model.prompt_learner is not None and self.hparams.text_reg_weight > 0:
@@ -246,14 +249,18 @@ class VideoClassificationTask(LightningModule):
 
 def batch_features(model: VideoTextModel, batch: dict, cache=None) -> torch.Tensor:
     """Frame features ``[B, V, T, D]`` of a collated batch: encoded for decoded videos (and stored in ``cache``, a
-    bound ``FeatureCache``, when given), read for videos the cache already held. Used by the task and the API."""
+    bound ``FeatureCache``, when given), read for videos the cache already held. When training from the cache,
+    decoded videos bring all their cached positions and ``pick`` says which to train on. Used by the task and
+    the API."""
     parts = {}
     if batch["video"].numel():
         feats = model.frame_features(batch["video"].to(model.device))
-        parts.update(zip(batch["video_pos"], feats))
         if cache is not None and "cache_keys" in batch:
             for pos, f in zip(batch["video_pos"], feats):
                 cache.put(batch["cache_keys"][pos], f)
+        if "pick" in batch:
+            feats = torch.stack([f[:, p] for f, p in zip(feats, batch["pick"].to(feats.device))])
+        parts.update(zip(batch["video_pos"], feats))
     if "features" in batch:
         parts.update(zip(batch["features_pos"], batch["features"].to(model.device, torch.float32)))
     return torch.stack([parts[i] for i in range(len(batch["path"]))])

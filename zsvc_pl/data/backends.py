@@ -1,4 +1,4 @@
-"""The frame readers: sparse PyAV (only what the wanted frames depend on), decord, and sequential PyAV.
+"""Decoder backends: sparse PyAV (only what the wanted frames depend on), decord, and sequential PyAV.
 
 Each opens paths as local files only (FFmpeg's ``file:`` protocol, no other protocol allowed, also for files a
 container refers to), so a file named like a URL never reaches the network. ``open_video`` in
