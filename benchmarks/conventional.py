@@ -6,12 +6,7 @@ from __future__ import annotations
 import time
 
 import torch
-
-
-def _peak_mb() -> float:
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+from measure import peak_mb
 
 
 def run_conventional(model: str, paths: list[str], labels: list[str], frames: int, batch: int) -> dict:
@@ -48,4 +43,4 @@ def run_conventional(model: str, paths: list[str], labels: list[str], frames: in
             feats = F.normalize(bb.model.encode_image(video.flatten(0, 1)), dim=-1).view(len(clips), frames, -1)
             (F.normalize(feats.mean(1), dim=-1) @ text.T).softmax(-1)
             n += len(clips)
-    return {"videos": n, "unreadable": failed, "seconds": time.perf_counter() - start, "peak_mb": _peak_mb()}
+    return {"videos": n, "unreadable": failed, "seconds": time.perf_counter() - start, "peak_mb": peak_mb()}

@@ -20,14 +20,13 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import multiprocessing as mp
-import resource
 import sys
 import time
 from pathlib import Path
 
 import torch
 from conventional import run_conventional
+from measure import in_process, peak_mb
 
 
 def _videos(root: Path, limit: int) -> tuple[list[str], list[str]]:
@@ -35,18 +34,17 @@ def _videos(root: Path, limit: int) -> tuple[list[str], list[str]]:
     the first ``limit`` of them (0: all)."""
     manifest = root / "manifest.csv"
     if manifest.is_file():
+        from zsvc_pl.labels import label_key
+
         rows = [r for r in csv.DictReader(open(manifest)) if r["label"] != "_robustness"]
         paths = [str(root / r["path"]) for r in rows]
-        labels = sorted({r["label"] for r in rows})
+        distinct = {label_key(r["label"]): r["label"] for r in sorted(rows, key=lambda r: r["label"], reverse=True)}
+        labels = sorted(distinct.values())  # UCF101's PlayingGuitar and Kinetics' playing_guitar are one label
     else:
         from zsvc_pl.data import list_videos
 
         paths, labels = list_videos(root), ["a person", "an animal", "a vehicle", "a landscape"]
     return paths[: limit or None], labels
-
-
-def _peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def run_zsvc(model: str, paths: list[str], labels: list[str], frames: int, batch: int, workers: int,
@@ -80,7 +78,7 @@ def run_zsvc(model: str, paths: list[str], labels: list[str], frames: int, batch
             t = time.perf_counter()
     total = time.perf_counter() - start
     return {"videos": n, "seconds": total, "text_seconds": text_s, "waiting_for_data_seconds": decode_wait,
-            "peak_mb": _peak_mb()}
+            "peak_mb": peak_mb()}
 
 
 def run_decode_only(model: str, paths: list[str], frames: int, backend: str = "auto") -> dict:
@@ -111,7 +109,7 @@ def run_decode_only(model: str, paths: list[str], frames: int, backend: str = "a
     ms = {k: 1000 * v / len(paths) for k, v in stages.items()}
     total = sum(ms.values())
     return {"ms_per_video": total, "stages_ms": ms, "sampled_frames_per_core_second": 1000 * frames / total,
-            "peak_mb": _peak_mb()}
+            "peak_mb": peak_mb()}
 
 
 def run_encoder_only(model: str, n: int, frames: int, batch: int) -> dict:
@@ -126,7 +124,7 @@ def run_encoder_only(model: str, n: int, frames: int, batch: int) -> dict:
             k = min(batch, n - done)
             bb.model.encode_image(x[: k * frames])
             done += k
-    return {"videos": n, "seconds": time.perf_counter() - start, "peak_mb": _peak_mb()}
+    return {"videos": n, "seconds": time.perf_counter() - start, "peak_mb": peak_mb()}
 
 
 def run_api(model: str, paths: list[str], labels: list[str], frames: int, batch: int, workers: int) -> dict:
@@ -140,7 +138,7 @@ def run_api(model: str, paths: list[str], labels: list[str], frames: int, batch:
     errors: list = []
     out = clf.encode_videos(paths, batch_size=batch, errors=errors)  # bad clips are listed, not fatal
     clf.model.eval_logits(out[:, None, None], labels)
-    return {"videos": len(out), "seconds": time.perf_counter() - start, "peak_mb": _peak_mb()}
+    return {"videos": len(out), "seconds": time.perf_counter() - start, "peak_mb": peak_mb()}
 
 
 def run_cache(model: str, paths: list[str], labels: list[str], frames: int, batch: int, folder: str) -> dict:
@@ -163,9 +161,9 @@ def run_memory(path: str, frames: int, size: int) -> dict:
     """Peak memory of decoding ``frames`` sampled frames of one video (its own process)."""
     from zsvc_pl.data import FrameReader, FrameSampler, VideoClassificationDataset, VideoRecord
 
-    before = _peak_mb()
+    before = peak_mb()
     sample = VideoClassificationDataset([VideoRecord(path)], FrameReader(FrameSampler(frames), size))[0]
-    return {"path": path, "peak_mb": _peak_mb(), "baseline_mb": before, "ok": "video" in sample}
+    return {"path": path, "peak_mb": peak_mb(), "baseline_mb": before, "ok": "video" in sample}
 
 
 def _per_video(r: dict) -> float:
@@ -182,21 +180,6 @@ def _print_ratios(res: dict, names: tuple[str, ...]) -> None:
         r = res[f"{name}_over_encoder_bound"]
         print(f"time per video, {name} / encoder bound: median {r['median']:.3f} of "
               + ", ".join(f"{x:.3f}" for x in r["all"]))
-
-
-def _child(queue, fn, args) -> None:
-    queue.put(fn(*args))
-
-
-def _in_process(fn, *args) -> dict:
-    """Run one measurement in a fresh process (its own peak memory; it may start DataLoader workers)."""
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    proc = ctx.Process(target=_child, args=(queue, fn, args))
-    proc.start()
-    result = queue.get()
-    proc.join()
-    return result
 
 
 def main() -> None:
@@ -219,13 +202,13 @@ def main() -> None:
     # between minutes, so each ratio pairs runs made back to back and the median ratio is reported.
     runs: dict[str, list[dict]] = {"encoder_only": [], "zsvc_pl": [], "zsvc_pl_decord": [], "api": []}
     for _ in range(args.repeats):
-        runs["encoder_only"].append(_in_process(run_encoder_only, args.model, len(paths), args.frames, args.batch))
-        runs["zsvc_pl"].append(_in_process(run_zsvc, args.model, paths, labels, args.frames, args.batch,
+        runs["encoder_only"].append(in_process(run_encoder_only, args.model, len(paths), args.frames, args.batch))
+        runs["zsvc_pl"].append(in_process(run_zsvc, args.model, paths, labels, args.frames, args.batch,
                                            args.workers))
         if not args.api_only:
-            runs["zsvc_pl_decord"].append(_in_process(run_zsvc, args.model, paths, labels, args.frames, args.batch,
+            runs["zsvc_pl_decord"].append(in_process(run_zsvc, args.model, paths, labels, args.frames, args.batch,
                                                       args.workers, "decord"))
-        runs["api"].append(_in_process(run_api, args.model, paths, labels, args.frames, args.batch, args.workers))
+        runs["api"].append(in_process(run_api, args.model, paths, labels, args.frames, args.batch, args.workers))
     runs = {k: v for k, v in runs.items() if v}
     for name, rs in runs.items():
         res[name] = _median(rs, key=lambda r: r["seconds"])
@@ -236,15 +219,15 @@ def main() -> None:
     if args.api_only:
         print(json.dumps(res, indent=1))
         return _print_ratios(res, ("zsvc_pl", "api"))
-    res["decode_preprocess"] = _in_process(run_decode_only, args.model, paths, args.frames)
-    res["decode_preprocess_decord"] = _in_process(run_decode_only, args.model, paths, args.frames, "decord")
-    res["conventional"] = _in_process(run_conventional, args.model, paths, labels, args.frames, args.batch)
+    res["decode_preprocess"] = in_process(run_decode_only, args.model, paths, args.frames)
+    res["decode_preprocess_decord"] = in_process(run_decode_only, args.model, paths, args.frames, "decord")
+    res["conventional"] = in_process(run_conventional, args.model, paths, labels, args.frames, args.batch)
     manifest = Path(args.videos) / "manifest.csv"
     if manifest.is_file():
         rows = list(csv.DictReader(open(manifest)))
         longest = max(rows, key=lambda r: float(r["duration_s"] or 0))
         shortest = min(rows, key=lambda r: float(r["duration_s"] or 1e9))
-        res["memory"] = {name: {**_in_process(run_memory, str(Path(args.videos) / r["path"]), args.frames, 224),
+        res["memory"] = {name: {**in_process(run_memory, str(Path(args.videos) / r["path"]), args.frames, 224),
                                 "duration_s": float(r["duration_s"]), "size": f"{r['width']}x{r['height']}"}
                          for name, r in (("longest", longest), ("shortest", shortest))}
     if args.cache_videos:
@@ -252,7 +235,7 @@ def main() -> None:
 
         cache_paths, _ = _videos(Path(args.videos), args.cache_videos)
         with tempfile.TemporaryDirectory() as folder:
-            res["feature_cache"] = _in_process(run_cache, args.model, cache_paths, labels, args.frames, args.batch,
+            res["feature_cache"] = in_process(run_cache, args.model, cache_paths, labels, args.frames, args.batch,
                                                folder)
     res["conventional_over_zsvc"] = _per_video(res["conventional"]) / _per_video(res["zsvc_pl"])
     print(json.dumps(res, indent=1))

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing as mp
 import tempfile
 import time
 from pathlib import Path
 
 import yaml
+from measure import in_process
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo_base2novel.yaml"
 
@@ -41,7 +41,7 @@ def fit_and_test(data: str, base: str, epochs: int, cache: str | None) -> dict:
     cfg = yaml.safe_load(CONFIG.read_text())
     seed_everything(cfg["seed_everything"])
     dm = VideoDataModule(**{**cfg["data"], "root": data, "base_novel": base, "feature_cache": cache})
-    model = VideoClassificationTask(**cfg["model"], temporal="transformer", ctx_init="a video of",
+    model = VideoClassificationTask(**{**cfg["model"], "temporal": "transformer", "ctx_init": "a video of"},
                                     class_names=dm.class_names, base_classes=dm.base_classes)
     timer = EpochTimer()
     trainer = Trainer(max_epochs=epochs, check_val_every_n_epoch=cfg["trainer"]["check_val_every_n_epoch"],
@@ -57,20 +57,6 @@ def fit_and_test(data: str, base: str, epochs: int, cache: str | None) -> dict:
                ("base_top1", "novel_top1", "hm")}}
 
 
-def _child(queue, *args) -> None:
-    queue.put(fit_and_test(*args))
-
-
-def _in_process(*args) -> dict:
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    proc = ctx.Process(target=_child, args=(queue, *args))
-    proc.start()
-    result = queue.get()
-    proc.join()
-    return result
-
-
 def main() -> None:
     from zsvc_pl.demo.base2novel import prepare
 
@@ -83,9 +69,11 @@ def main() -> None:
     data = prepare(out, train_per_class=8, test_per_class=3, seed=7)
     runs: dict[str, list[dict]] = {"decode every epoch": [], "cached features": []}
     for _ in range(args.repeats):
-        runs["decode every epoch"].append(_in_process(str(data), str(out / "base.txt"), args.epochs, None))
+        runs["decode every epoch"].append(in_process(fit_and_test, str(data), str(out / "base.txt"), args.epochs,
+                                                     None))
         with tempfile.TemporaryDirectory() as cache:
-            runs["cached features"].append(_in_process(str(data), str(out / "base.txt"), args.epochs, cache))
+            runs["cached features"].append(in_process(fit_and_test, str(data), str(out / "base.txt"), args.epochs,
+                                                      cache))
     print(json.dumps(runs, indent=1))
     print("\n| run | fit | first epoch | later epochs (mean) | base | novel | HM |\n|---|---|---|---|---|---|---|")
     for name, rs in runs.items():

@@ -8,6 +8,7 @@ model is ``self.model`` (a ``VideoTextModel``); the LightningModule for training
 
 from __future__ import annotations
 
+import multiprocessing as mp
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -112,8 +113,10 @@ class ZeroShotVideoClassifier:
         ds = VideoClassificationDataset([VideoRecord(str(p)) for p in paths],
                                         self.reader(None, num_clips, num_crops), "skip", self.feature_cache)
         workers = min(self.num_workers, len(ds) // max(batch_size, 1) + 1) if len(ds) > 1 else 0
+        # fork where there is one: a worker started by spawn or forkserver imports torch again (seconds per call)
+        context = "fork" if workers and "fork" in mp.get_all_start_methods() else None
         loader = DataLoader(ds, batch_size=batch_size, num_workers=workers, collate_fn=collate_videos,
-                            pin_memory=self.device.type == "cuda")
+                            pin_memory=self.device.type == "cuda", multiprocessing_context=context)
         for batch in loader:
             if batch["errors"] and errors is None:
                 raise VideoDecodeError(*batch["errors"][0])
