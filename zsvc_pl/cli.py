@@ -100,9 +100,14 @@ class ZsvcCLI(LightningCLI):
                 cb.dirpath = os.path.join(self.trainer.default_root_dir, "checkpoints")
 
 
+def _model_flags(args: list[str]) -> set[str]:
+    """The ``model.*`` keys given on the command line."""
+    return {a.split("=")[0].removeprefix("--model.") for a in args if a.startswith("--model.")}
+
+
 def _check_moved_keys(args: list[str]) -> None:
     """Options that left the model: say where they went, on the command line or in a config file."""
-    given = [a.split("=")[0].removeprefix("--model.") for a in args if a.startswith("--model.")]
+    given = list(_model_flags(args))
     configs = [args[i + 1] for i, a in enumerate(args[:-1]) if a in ("--config", "-c")]
     for path in configs:
         if Path(path).is_file():
@@ -132,7 +137,7 @@ def main(args: ArgsType = None) -> ZsvcCLI:
     debug = "--debug" in args or os.environ.get("ZSVC_DEBUG") == "1"
     args = [a for a in args if a != "--debug"]
     _check_moved_keys(args)
-    explicit = {a.split("=")[0].removeprefix("--model.") for a in args if a.startswith("--model.")}
+    explicit = _model_flags(args)
     for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
         logging.getLogger(name).addFilter(_QuietLightning())
     try:

@@ -204,8 +204,7 @@ class VideoDataModule(LightningDataModule):
             if self.root is None or hp.split_dir is None:
                 raise ValueError(f"the {hp.format} format needs data.root and data.split_dir")
             records, names = reader(self.root, hp.split_dir, "train" if split == "train" else "test", hp.fold)
-        if self._names is not None:
-            self._records[split] = records
+        self._records[split] = records
         return records, names
 
     def _split_records(self, split: str) -> list[VideoRecord]:

@@ -53,26 +53,26 @@ class VideoClassificationDataset(Dataset):
             raise error
         return {**item, "error": error.reason}
 
-    def _cached(self, item: dict) -> dict | None:
-        """The item served from the cache, the item with its key to fill, or an error item."""
-        cache = self.feature_cache
+    def _cached(self, item: dict, reader: FrameReader, views: int) -> torch.Tensor | None:
+        """Set the item's cache key for ``reader``'s frames; their cached features ``[views, T, D]`` or ``None``.
+        Raises ``VideoDecodeError`` when the file is missing."""
         try:
-            item["cache_key"] = cache.key(item["path"], self.reader.sampling_key)
+            item["cache_key"] = self.feature_cache.key(item["path"], reader.sampling_key)
         except OSError as e:
-            return self._fail(item, VideoDecodeError(item["path"], f"file not found ({e.strerror})"))
-        views = self.reader.sampler.num_clips * self.reader.num_crops
-        features = cache.get(item["cache_key"], views, self.reader.sampler.num_frames)
-        return {**item, "features": features} if features is not None else None
+            raise VideoDecodeError(item["path"], f"file not found ({e.strerror})") from e
+        return self.feature_cache.get(item["cache_key"], views, reader.sampler.num_frames)
 
-    def _train_cached(self, item: dict, rng: np.random.Generator) -> dict:
-        """Training from the cache: random positions among the cached ones, or the frames to cache."""
-        positions = self.dense.sampler.num_frames
-        try:
-            item["cache_key"] = self.feature_cache.key(item["path"], self.dense.sampling_key)
-        except OSError as e:
-            return self._fail(item, VideoDecodeError(item["path"], f"file not found ({e.strerror})"))
-        pick = random_segment_indices(positions, self.reader.sampler.num_frames, rng)
-        features = self.feature_cache.get(item["cache_key"], 1, positions)
+    def _evaluation(self, item: dict) -> dict:
+        """The sampled frames' features from the cache, else the decoded frames (to be cached)."""
+        features = self._cached(item, self.reader, self.reader.sampler.num_clips * self.reader.num_crops)
+        if features is not None:
+            return {**item, "features": features}
+        return {**item, "video": self.reader.read(item["path"]).frames}
+
+    def _training(self, item: dict, rng: np.random.Generator) -> dict:
+        """Training from the cache: random positions among the cached ones, or all those frames to cache."""
+        pick = random_segment_indices(self.dense.sampler.num_frames, self.reader.sampler.num_frames, rng)
+        features = self._cached(item, self.dense, 1)
         if features is not None:
             return {**item, "features": features[:, pick]}
         return {**item, "video": self.dense.read(item["path"]).frames, "pick": pick}
@@ -82,16 +82,14 @@ class VideoClassificationDataset(Dataset):
         item = {"path": rec.path, "label": rec.label, "index": index}
         if rec.error:
             return self._fail(item, VideoDecodeError(rec.path, rec.error))
-        if self.feature_cache is not None:
-            served = self._cached(item)
-            if served is not None:
-                return served
         rng = None
         if self.reader.sampler.random:  # torch's RNG is seeded per worker and epoch by Lightning's seed_everything
             rng = np.random.default_rng([int(torch.randint(2**31, (1,))), index])
         try:
             if self.dense is not None:
-                return self._train_cached(item, rng)
+                return self._training(item, rng)
+            if self.feature_cache is not None:
+                return self._evaluation(item)
             return {**item, "video": self.reader.read(rec.path, rng).frames}
         except VideoDecodeError as e:
             return self._fail(item, e)

@@ -4,6 +4,7 @@ data layer, and the notebook API is ``zsvc_pl.api.ZeroShotVideoClassifier``."""
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 import warnings
@@ -91,10 +92,9 @@ class VideoClassificationTask(LightningModule):
         self.save_hyperparameters()
         self.class_names = validate_labels(class_names, "model.class_names", unit="item") if class_names else None
         self.base_classes = list(base_classes) if base_classes is not None else None
-        self.model = create_model(
-            model_name, pretrained, templates, descriptions, descriptions_mode, temporal, temporal_depth,
-            temporal_heads, max_frames, attention_temperature, n_ctx, ctx_init, self.class_names,
-            class_specific_ctx, class_position, zs_mix, cache_dir, quantize)
+        model_args = inspect.signature(create_model).parameters  # the task's hyper-parameters that build the model
+        self.model = create_model(**{**{k: v for k, v in self.hparams.items() if k in model_args},
+                                     "class_names": self.class_names})
         self.strict_loading = False  # checkpoints hold no backbone weights
         self.decode_errors: list[tuple[str, str]] = []
         self.feature_cache = None
