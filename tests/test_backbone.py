@@ -58,3 +58,24 @@ def test_identity_follows_the_weights_not_the_file(tiny_ckpt, tmp_path):
     a = load_clip(str(TINY_CONFIG), tiny_ckpt).identity
     assert load_clip(str(TINY_CONFIG), str(tmp_path / "same.safetensors")).identity == a
     assert load_clip(str(TINY_CONFIG), str(tmp_path / "other.pt")).identity != a
+
+
+def test_int8_image_tower_keeps_the_embeddings_without_deprecated_calls():
+    import warnings
+
+    import torch.nn.functional as F
+
+    from zsvc_pl.model.backbone import quantize_image_tower
+
+    torch.manual_seed(0)
+    fp32 = load_clip("demo", "demo").model.eval()
+    frames = torch.rand(6, 3, 64, 64)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        int8 = quantize_image_tower(load_clip("demo", "demo").model.eval())
+        with torch.inference_mode():
+            reference, quantized = fp32.encode_image(frames), int8.encode_image(frames)
+    assert not [w for w in caught if issubclass(w.category, DeprecationWarning)]
+    assert type(int8.visual.transformer.resblocks[0].mlp.c_fc.weight) is not torch.nn.Parameter
+    assert not torch.equal(reference, quantized)  # the int8 tower really runs
+    assert F.cosine_similarity(reference, quantized).min() > 0.995

@@ -146,3 +146,46 @@ def test_fit_from_the_cache_is_refused_when_the_image_tower_trains(tiny_ckpt, vi
                       default_root_dir=tmp_path)
     with pytest.raises(ValueError, match="acts on the pixels"):
         trainer.fit(model, dm)
+
+
+def test_fill_cache_command_fills_once_resumes_and_fit_then_decodes_nothing(tiny_ckpt, video_root, tmp_path,
+                                                                             monkeypatch, capsys):
+    from lightning import Trainer
+
+    from zsvc_pl import VideoClassificationTask, VideoDataModule
+    from zsvc_pl.fill_cache import main as fill_main
+
+    cache = tmp_path / "cache"
+    args = ["--model.model_name", str(TINY_CONFIG), "--model.pretrained", tiny_ckpt, "--model.temporal", "transformer",
+            "--data.root", str(video_root), "--data.num_frames", "2", "--data.frame_size", "32",
+            "--data.num_workers", "0", "--data.batch_size", "4", "--data.feature_cache", str(cache)]
+    first = fill_main([*args, "--stages", "fit", "test"])
+    assert (first["train"]["encoded"], first["val"]["encoded"], first["test"]["encoded"]) == (8, 4, 8)
+    assert "train: 8 encoded, 0 already cached, 0 unreadable" in capsys.readouterr().out
+    entries = sorted(cache.rglob("*.pt"))
+    assert len(entries) == 20
+    entries[0].unlink()  # as if the fill had been interrupted before this entry
+    again = fill_main([*args, "--stages", "fit", "test"])
+    assert sum(c["encoded"] for c in again.values()) == 1
+    assert sum(c["already cached"] for c in again.values()) == 19
+
+    def no_decoding(*a, **k):
+        raise AssertionError("decoded although the cache was filled")
+
+    monkeypatch.setattr("zsvc_pl.data.reader.FrameReader.read", no_decoding)
+    dm = VideoDataModule(root=str(video_root), num_frames=2, frame_size=32, batch_size=4, num_workers=0,
+                         feature_cache=str(cache))
+    model = VideoClassificationTask(model_name=str(TINY_CONFIG), pretrained=tiny_ckpt, class_names=dm.class_names,
+                                    temporal="transformer")
+    Trainer(max_epochs=2, accelerator="cpu", logger=False, enable_progress_bar=False, enable_checkpointing=False,
+            enable_model_summary=False, default_root_dir=tmp_path).fit(model, dm)
+
+
+def test_fill_cache_needs_a_cache_folder(tiny_ckpt, video_root, capsys):
+    from zsvc_pl.fill_cache import main as fill_main
+
+    with pytest.raises(SystemExit) as exit_info:
+        fill_main(["--model.model_name", str(TINY_CONFIG), "--model.pretrained", tiny_ckpt,
+                   "--data.root", str(video_root), "--data.num_workers", "0"])
+    assert exit_info.value.code == 2
+    assert "give --data.feature_cache DIR" in capsys.readouterr().err

@@ -48,7 +48,8 @@ class ZeroShotVideoClassifier:
         backend, decode_timeout: first decoder to try, and the per-video time limit in seconds.
         feature_cache: folder for per-video frame features: classifying the same files again (with new labels)
             skips decoding and the image tower.
-        quantize: int8 image tower on CPU; cache_dir: open_clip's weight cache; device: default cuda if present.
+        quantize: int8 image tower on CPU; token_merging: tokens merged per image-tower block (ToMe, 0: off);
+            cache_dir: open_clip's weight cache; device: default cuda if present.
         model: an existing ``VideoTextModel`` to wrap instead of building one (see ``from_checkpoint``).
         labels: labels used when ``classify`` is called without any (a trained run's classes).
     """
@@ -57,14 +58,14 @@ class ZeroShotVideoClassifier:
                  descriptions: str | None = None, descriptions_mode: str = "add", temporal: str = "mean",
                  num_frames: int = DEFAULT_NUM_FRAMES, sampling: str = "uniform", frame_size: int | None = None,
                  num_workers: int = 2, backend: str = "auto", decode_timeout: float | None = 60.0,
-                 feature_cache: str | Path | None = None, quantize: bool = False, cache_dir: str | None = None,
-                 device: str | torch.device | None = None, model: VideoTextModel | None = None,
-                 labels: Sequence[str] | None = None) -> None:
+                 feature_cache: str | Path | None = None, quantize: bool = False, token_merging: int = 0,
+                 cache_dir: str | None = None, device: str | torch.device | None = None,
+                 model: VideoTextModel | None = None, labels: Sequence[str] | None = None) -> None:
         if sampling not in ("uniform", "adaptive"):
             raise ValueError(f"sampling must be 'uniform' or 'adaptive', got {sampling!r}")
         if model is None:
             model = create_model(model_name, pretrained, templates, descriptions, descriptions_mode, temporal,
-                                 cache_dir=cache_dir, quantize=quantize)
+                                 cache_dir=cache_dir, quantize=quantize, token_merging=token_merging)
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.model = model.to(device).eval()
         self.num_frames = num_frames
@@ -74,7 +75,8 @@ class ZeroShotVideoClassifier:
         self.backend = backend
         self.decode_timeout = decode_timeout
         self.labels = validate_labels(list(labels)) if labels else None
-        self.feature_cache = FeatureCache(feature_cache).bind(model.identity, model.embed_dim) if feature_cache else None
+        self.feature_cache = (FeatureCache(feature_cache).bind(model.feature_identity, model.embed_dim)
+                              if feature_cache else None)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, **kwargs) -> "ZeroShotVideoClassifier":

@@ -90,6 +90,8 @@ class ZsvcCLI(LightningCLI):
         self.config = self.parser.parse_object({sub: {"model": saved}}, self.config)
 
     def before_instantiate_classes(self) -> None:
+        if self.subcommand is None:  # built without running (fill_cache): no run folder
+            return
         cfg = self.config[self.subcommand]
         if cfg.trainer.default_root_dir is None:
             cfg.trainer.default_root_dir = os.path.join("runs", f"{self.subcommand}-{time.strftime('%Y%m%d-%H%M%S')}")
@@ -124,9 +126,10 @@ class _QuietLightning(logging.Filter):
         return not message.startswith(_NOISE) and "litlogger" not in message and "litmodels" not in message
 
 
-def main(args: ArgsType = None) -> ZsvcCLI:
-    """Build and run the CLI (``main(["test", "--config", ...])``). A user mistake ends with one line and exit
-    code 2; ``--debug`` (or ``ZSVC_DEBUG=1``) shows the full traceback instead."""
+def main(args: ArgsType = None, run: bool = True) -> ZsvcCLI:
+    """Build and run the CLI (``main(["test", "--config", ...])``; ``run=False``: build the model, data module
+    and trainer from options without a subcommand). A user mistake ends with one line and exit code 2;
+    ``--debug`` (or ``ZSVC_DEBUG=1``) shows the full traceback instead."""
     from zsvc_pl.data.decoding import VideoDecodeError
     from zsvc_pl.data.outputs import OutputError
     from zsvc_pl.labels import LabelError
@@ -146,7 +149,7 @@ def main(args: ArgsType = None) -> ZsvcCLI:
             warnings.filterwarnings("ignore", category=FutureWarning, module=r"(?!zsvc_pl)")
             warnings.filterwarnings("ignore", message="LightningCLI's args parameter")  # main(args) is by design
             return ZsvcCLI(VideoClassificationTask, VideoDataModule, seed_everything_default=0,
-                           save_config_callback=RunConfig, args=args, explicit=explicit)
+                           save_config_callback=RunConfig, args=args, explicit=explicit, run=run)
     except (ValueError, FileNotFoundError, LabelError, OutputError, BackboneLoadError, BackboneMismatchError,
             CheckpointError, VideoDecodeError, FloatingPointError) as e:
         if debug:

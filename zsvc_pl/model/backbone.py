@@ -195,11 +195,19 @@ def freeze(model: nn.Module) -> nn.Module:
 
 
 def quantize_image_tower(model: nn.Module) -> nn.Module:
-    """int8 dynamic quantisation of the image tower's linear layers (CPU inference only).
+    """int8 weights and dynamically quantised int8 activations in every linear layer of the image tower (CPU).
 
-    In open_clip ViTs this covers the MLPs; attention projections stay fp32 (PyTorch does not quantise them).
+    Uses torchao's ``quantize_``, the path PyTorch points to now that ``torch.ao.quantization`` is deprecated.
+    In open_clip ViTs this covers the MLPs and the attention output projections.
     """
-    from torch.ao.quantization import quantize_dynamic
-
-    model.visual = quantize_dynamic(model.visual, {nn.Linear}, dtype=torch.qint8)
+    pytree_log = logging.getLogger("torch.utils._pytree")
+    level = pytree_log.level
+    pytree_log.setLevel(logging.ERROR)  # torchao's import registers an Enum with torch's pytree: a notice, not ours
+    try:
+        from torchao.quantization import Int8DynamicActivationInt8WeightConfig, quantize_
+    except ImportError as err:
+        raise ImportError(f"quantize=True needs torchao ({err}); install it with `pip install torchao`") from None
+    finally:
+        pytree_log.setLevel(level)
+    quantize_(model.visual, Int8DynamicActivationInt8WeightConfig())
     return model

@@ -18,6 +18,7 @@ from zsvc_pl.labels import validate_labels
 from zsvc_pl.model.prompts import class_prompts, load_descriptions, load_templates
 from zsvc_pl.model.temporal import TemporalTransformer, build_temporal
 from zsvc_pl.model.text import PromptLearner, encode_prompts
+from zsvc_pl.model.token_merging import apply_token_merging
 
 
 class VideoTextModel(nn.Module):
@@ -39,6 +40,7 @@ class VideoTextModel(nn.Module):
         self.backbone = backbone.model
         self.tokenizer = backbone.tokenizer
         self.identity = backbone.identity
+        self.image_variant = ""  # how the image tower was changed after loading (int8, token merging)
         self.image_size = backbone.image_size
         self.embed_dim = backbone.embed_dim
         self.normalize = ClipNormalize(backbone.image_size, backbone.mean, backbone.std, backbone.interpolation)
@@ -49,6 +51,11 @@ class VideoTextModel(nn.Module):
         self.prompt_learner = prompt_learner
         self.zs_mix = zs_mix
         self._text_cache: dict[tuple, torch.Tensor] = {}
+
+    @property
+    def feature_identity(self) -> str:
+        """What frame features depend on: the weights and any change to the image tower (the cache's key)."""
+        return self.identity + self.image_variant
 
     @property
     def learnable(self) -> bool:
@@ -154,9 +161,11 @@ def create_model(
     zs_mix: float = 0.0,
     cache_dir: str | None = None,
     quantize: bool = False,
+    token_merging: int = 0,
 ) -> VideoTextModel:
     """The one factory: backbone by name and weights, prompts, aggregator and optional CoOp vectors."""
     bb = load_clip(model_name, pretrained, cache_dir)
+    apply_token_merging(bb.model.visual, token_merging)
     if quantize:
         quantize_image_tower(bb.model)
     learner = None
@@ -165,7 +174,9 @@ def create_model(
         learner = PromptLearner(bb.model, bb.tokenizer, n_ctx, ctx_init, names, class_specific_ctx, class_position)
     if descriptions_mode not in ("add", "replace"):
         raise ValueError(f"descriptions mode must be 'add' or 'replace', got '{descriptions_mode}'")
-    return VideoTextModel(
+    model = VideoTextModel(
         bb, load_templates(templates),
         build_temporal(temporal, bb.embed_dim, temporal_depth, temporal_heads, max_frames, attention_temperature),
         learner, load_descriptions(descriptions) if descriptions else None, descriptions_mode, zs_mix)
+    model.image_variant = (f"|tome{token_merging}" if token_merging else "") + ("|int8" if quantize else "")
+    return model

@@ -57,6 +57,7 @@ class VideoClassificationTask(LightningModule):
         top_k: labels written per video by ``predict``.
         cache_dir: where open_clip looks for and stores downloaded weights.
         quantize: int8 dynamic quantisation of the image tower's linear layers, for CPU inference.
+        token_merging: tokens merged per image-tower block (ToMe), 0 for none: faster, slightly different.
         allow_unidentified_checkpoint: load a checkpoint that does not record its backbone (older or foreign
             files) on whatever backbone is configured; off by default, since a wrong backbone gives wrong scores.
     """
@@ -86,6 +87,7 @@ class VideoClassificationTask(LightningModule):
         top_k: int = 5,
         cache_dir: str | None = None,
         quantize: bool = False,
+        token_merging: int = 0,
         allow_unidentified_checkpoint: bool = False,
     ) -> None:
         super().__init__()
@@ -125,7 +127,7 @@ class VideoClassificationTask(LightningModule):
         dm = self.trainer.datamodule if self._trainer is not None else None
         cache = getattr(dm, "feature_cache", None)
         if cache is not None:  # the data module opened it; features belong to this backbone
-            self.feature_cache = cache.bind(self.backbone_identity, self.model.embed_dim)
+            self.feature_cache = cache.bind(self.model.feature_identity, self.model.embed_dim)
         n = len(self._require_labels())
         self.metrics = torch.nn.ModuleDict({s: classification_metrics(n, f"{s}/") for s in ("val", "test")})
         self.counts = torch.nn.ModuleDict({s: SumMetric() for s in ("val", "test")})
