@@ -13,6 +13,8 @@ def peak_mb() -> float:
 
 
 def _child(queue, fn, args) -> None:
+    if "fork" in mp.get_all_start_methods():  # a spawned child inherits "spawn": its DataLoader workers would
+        mp.set_start_method("fork", force=True)  # re-import torch, which `python -m zsvc_pl` never does
     queue.put(fn(*args))
 
 

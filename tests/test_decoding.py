@@ -254,3 +254,20 @@ def test_a_two_hour_video_gives_frames_spread_over_its_length(tmp_path):
     sample = VideoClassificationDataset([VideoRecord(str(path))], FrameReader(FrameSampler(8), 16))[0]
     means = sample["video"][0].float().mean(dim=(1, 2, 3)).numpy()
     assert np.allclose(means, (np.arange(8) + 0.5) / 8 * 255, atol=6)  # frames from across the two hours
+
+
+def test_one_scaler_per_video_gives_the_pixels_of_a_per_frame_conversion(ramp_video):
+    import av
+    import numpy as np
+    from av.video.reformatter import VideoReformatter
+
+    from zsvc_pl.data.backends import _to_rgb, scaled_size
+
+    reformatter = VideoReformatter()
+    with av.open(ramp_video) as container:
+        frames = list(container.decode(video=0))
+    for short_side in (None, 24):
+        w, h = scaled_size(frames[0].width, frames[0].height, short_side)
+        for frame in frames:
+            expected = frame.to_ndarray(format="rgb24", width=w, height=h)
+            assert np.array_equal(_to_rgb(frame, short_side, reformatter), expected)

@@ -36,3 +36,21 @@ def test_context_vectors_receive_gradients_and_backbone_does_not(tiny_ckpt):
     assert learner.ctx.grad is not None and learner.ctx.grad.abs().sum() > 0
     assert all(p.grad is None for p in bb.model.parameters())
     assert [n for n, _ in learner.named_parameters()] == ["ctx"]
+
+
+def test_text_tower_runs_only_up_to_the_longest_prompt_with_the_same_features():
+    bb = load_clip("demo", "demo")
+    model = bb.model.eval()
+    prompts = [["a video of a red circle.", "a red circle"], ["a blue square moving left quickly, then up."]]
+    seen: list[int] = []
+    hook = model.transformer.register_forward_pre_hook(lambda m, args, kwargs: seen.append(args[0].shape[1]),
+                                                       with_kwargs=True)
+    fast = encode_prompts(model, bb.tokenizer, prompts)
+    hook.remove()
+    with torch.no_grad():
+        full = [torch.nn.functional.normalize(model.encode_text(bb.tokenizer(group)), dim=-1).mean(0)
+                for group in prompts]
+    reference = torch.nn.functional.normalize(torch.stack(full), dim=-1)
+    longest = max(len(bb.tokenizer.encode(p)) for group in prompts for p in group) + 2  # with start and end
+    assert seen == [longest] and longest < bb.context_length
+    assert torch.allclose(fast, reference, atol=1e-5)

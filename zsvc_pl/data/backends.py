@@ -74,10 +74,14 @@ def check_frame_size(path: str, width: int, height: int) -> None:
                                      "(not a video this tool can crop meaningfully)")
 
 
-def _to_rgb(frame, short_side: int | None) -> np.ndarray:
-    """A PyAV frame as RGB at the reduced size, turned upright as its display matrix says (phone videos)."""
+def _to_rgb(frame, short_side: int | None, reformatter) -> np.ndarray:
+    """A PyAV frame as RGB at the reduced size, turned upright as its display matrix says (phone videos).
+
+    ``reformatter`` is one ``VideoReformatter`` per video: FFmpeg's scaler is set up once, not for every frame
+    (which ``frame.to_ndarray(width=...)`` does; same pixels, 3-7x slower on small frames).
+    """
     w, h = scaled_size(frame.width, frame.height, short_side)
-    rgb = frame.to_ndarray(format="rgb24", width=w, height=h)
+    rgb = reformatter.reformat(frame, format="rgb24", width=w, height=h).to_ndarray()
     quarter_turns = round(frame.rotation / 90) % 4  # counter-clockwise, as np.rot90 turns
     return np.ascontiguousarray(np.rot90(rgb, quarter_turns)) if quarter_turns else rgb
 
@@ -109,8 +113,11 @@ class _SparseVideo:
     FORMATS = ("mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm")
 
     def __init__(self, container, path: str, short_side: int | None) -> None:
+        from av.video.reformatter import VideoReformatter
+
         self.path = path
         self.short_side = short_side
+        self._reformatter = VideoReformatter()
         stream = container.streams.video[0]
         self.fps = float(stream.average_rate or stream.guessed_rate or 25.0)
         pts, keys = set(), []
@@ -158,7 +165,7 @@ class _SparseVideo:
                         position = frame.pts
                         self.frames_decoded += 1
                         if frame.pts in wanted_set and frame.pts not in kept:
-                            kept[frame.pts] = _to_rgb(frame, self.short_side)
+                            kept[frame.pts] = _to_rgb(frame, self.short_side, self._reformatter)
                     while k < len(wanted) and wanted[k] in kept:
                         k += 1
                     if k == len(wanted):
@@ -181,8 +188,11 @@ class _PyAVVideo:
     """Sequential PyAV decode that keeps only the requested frames (memory bounded by the request)."""
 
     def __init__(self, path: str, short_side: int | None) -> None:
+        from av.video.reformatter import VideoReformatter
+
         self.path = path
         self.short_side = short_side
+        self._reformatter = VideoReformatter()
         with _open_av(path) as container:
             if not container.streams.video:
                 raise VideoDecodeError(path, "no video stream in the file")
@@ -204,7 +214,7 @@ class _PyAVVideo:
             stream.codec_context.thread_count = 1
             for i, frame in enumerate(container.decode(stream)):
                 if i in wanted:
-                    kept[i] = _to_rgb(frame, self.short_side)
+                    kept[i] = _to_rgb(frame, self.short_side, self._reformatter)
                 if i >= last:
                     break
         if not kept:

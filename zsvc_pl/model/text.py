@@ -21,9 +21,11 @@ def encode_prompts(model: nn.Module, tokenizer, prompts: list[list[str]], batch_
     flat = [p for group in prompts for p in group]
     _warn_truncation(tokenizer, flat)
     feats = []
+    causal = _causal_clip(model)
     for i in range(0, len(flat), batch_size):
         tokens = tokenizer(flat[i : i + batch_size]).to(device)
-        feats.append(F.normalize(model.encode_text(tokens).float(), dim=-1))
+        text = encode_embeddings(model, model.token_embedding(tokens), tokens) if causal else model.encode_text(tokens)
+        feats.append(F.normalize(text.float(), dim=-1))
     feats = torch.cat(feats)
     out, start = [], 0
     for group in prompts:
@@ -133,13 +135,28 @@ class PromptLearner(nn.Module):
         return F.normalize(encode_embeddings(model, emb, ids), dim=-1)
 
 
+def _causal_clip(model: nn.Module) -> bool:
+    """A standard open_clip ``CLIP`` text tower: causal attention, pooled at the end-of-text token."""
+    return (getattr(model, "attn_mask", None) is not None and hasattr(model, "token_embedding")
+            and getattr(model, "text_pool_type", None) == "argmax")
+
+
 def encode_embeddings(model: nn.Module, emb: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-    """open_clip ``CLIP.encode_text`` from token embeddings instead of token ids."""
+    """open_clip ``CLIP.encode_text`` from token embeddings instead of token ids.
+
+    With causal attention no token attends to a later one, so the padding after the longest prompt's
+    end-of-text token cannot change the pooled feature: it is cut off (a 77-token context holding "a video
+    of <label>." runs about 5x fewer tokens through the tower).
+    """
     from open_clip.transformer import text_global_pool
 
     cast = model.transformer.get_cast_dtype()
-    x = emb.to(cast) + model.positional_embedding.to(cast)
-    x = model.transformer(x, attn_mask=model.attn_mask)
+    length = ids.shape[1]
+    if _causal_clip(model):
+        length = int(ids.argmax(dim=-1).max()) + 1
+        emb, ids = emb[:, :length], ids[:, :length]
+    x = emb.to(cast) + model.positional_embedding[:length].to(cast)
+    x = model.transformer(x, attn_mask=model.attn_mask[:length, :length] if model.attn_mask is not None else None)
     x = model.ln_final(x)
     x = text_global_pool(x, ids, model.text_pool_type, eos_token_id=getattr(model, "text_eos_id", None))
     if model.text_projection is not None:
