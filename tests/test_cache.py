@@ -25,8 +25,19 @@ def test_second_pass_uses_the_cache_and_agrees(tiny_ckpt, video_root, tmp_path, 
         raise AssertionError("decoded although cached")
 
     monkeypatch.setattr("zsvc_pl.data.reader.FrameReader.read", no_decoding)
+    import zsvc_pl.api
+
+    workers: list[int] = []
+    real_loader = zsvc_pl.api.DataLoader
+
+    def recording_loader(*args, **kwargs):
+        workers.append(kwargs["num_workers"])
+        return real_loader(*args, **kwargs)
+
+    monkeypatch.setattr(zsvc_pl.api, "DataLoader", recording_loader)
     assert clf.classify(videos, LABELS) == first
     assert torch.equal(clf.encode_videos(videos), emb)
+    assert workers == [0, 0]  # everything cached: no worker processes started
     new_labels = clf.classify(videos, ["a yellow cross", "a purple circle"])  # only the text is new
     assert len(new_labels) == len(videos)
 

@@ -106,6 +106,15 @@ class ZeroShotVideoClassifier:
         sampler = FrameSampler(num_frames or self.num_frames, 1 if adaptive else num_clips, adaptive=adaptive)
         return FrameReader(sampler, self.frame_size, num_crops, self.backend, self.decode_timeout)
 
+    def _all_cached(self, paths: Sequence[str], reader: FrameReader) -> bool:
+        """True when the feature cache holds an entry for every file (missing files count as not cached)."""
+        if self.feature_cache is None:
+            return False
+        try:
+            return all(self.feature_cache.key(p, reader.sampling_key) in self.feature_cache for p in paths)
+        except OSError:
+            return False
+
     @torch.inference_mode()
     def _frame_batches(self, paths: Sequence[str], batch_size: int, num_clips: int, num_crops: int,
                        errors: list | None = None) -> Iterator[torch.Tensor]:
@@ -115,6 +124,8 @@ class ZeroShotVideoClassifier:
         ds = VideoClassificationDataset([VideoRecord(str(p)) for p in paths],
                                         self.reader(None, num_clips, num_crops), "skip", self.feature_cache)
         workers = min(self.num_workers, len(ds) // max(batch_size, 1) + 1) if len(ds) > 1 else 0
+        if workers and self._all_cached(paths, ds.reader):  # nothing to decode: starting workers costs more
+            workers = 0
         # fork where there is one: a worker started by spawn or forkserver imports torch again (seconds per call)
         context = "fork" if workers and "fork" in mp.get_all_start_methods() else None
         loader = DataLoader(ds, batch_size=batch_size, num_workers=workers, collate_fn=collate_videos,

@@ -45,6 +45,10 @@ class FeatureCache:
     def _file(self, key: str) -> Path:
         return self.folder / key[:2] / f"{key}.pt"
 
+    def __contains__(self, key: str) -> bool:
+        """Whether an entry exists for ``key`` (not yet validated: ``get`` does that)."""
+        return self._file(key).is_file()
+
     def get(self, key: str, views: int, frames: int) -> torch.Tensor | None:
         """The cached features ``[views, frames, dim]``, or ``None`` when absent, unreadable or invalid."""
         f = self._file(key)
