@@ -83,7 +83,8 @@ def main() -> None:
                 continue
         r["frames_per_s_per_core"] = r["frames"] / max(r["cpu_seconds"], 1e-9)
     print(json.dumps(res, indent=1))
-    print("\n| backend | sampled frames/s per core | bit-exact with a full PyAV decode | clips read |\n|---|---|---|---|")
+    print("\n| backend | sampled frames/s per core | bit-exact with a full PyAV decode | clips read |\n"
+          "|---|---|---|---|")
     for name, r in res.items():
         print(f"| {name} | {r['frames_per_s_per_core']:.0f} | {r['exact']} of {r['read']} | "
               f"{r['read']} of {r['clips']} |")

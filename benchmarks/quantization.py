@@ -15,11 +15,11 @@ import argparse
 import csv
 import json
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from image_tower import frames_per_second
 
 from zsvc_pl import ZeroShotVideoClassifier
 from zsvc_pl.labels import label_key
@@ -27,13 +27,9 @@ from zsvc_pl.demo.world import all_classes, generate_dataset, static_label
 
 
 def tower_speed(model: ZeroShotVideoClassifier, frames: int = 64, repeats: int = 3) -> float:
-    x = torch.randn(frames, 3, model.model.image_size, model.model.image_size)
-    with torch.inference_mode():
-        model.model.backbone.encode_image(x[:4])
-        start = time.perf_counter()
-        for _ in range(repeats):
-            model.model.backbone.encode_image(x)
-    return frames * repeats / (time.perf_counter() - start)
+    """Image-tower frames/s of ``model`` on random prepared frames."""
+    size = model.model.image_size
+    return frames_per_second(model.model.backbone.encode_image, torch.randn(frames, 3, size, size), repeats)
 
 
 def compare(model_name: str, pretrained: str, videos: list[str], labels: list[str], truth: list[str] | None,

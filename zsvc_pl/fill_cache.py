@@ -10,6 +10,7 @@ resumes where it stopped: entries already present are read, not decoded again.
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections import Counter
 
@@ -48,19 +49,11 @@ def fill(task: VideoClassificationTask, dm: VideoDataModule, stages: list[str]) 
 
 def main(args: list[str] | None = None) -> dict[str, Counter]:
     """Parse like ``python -m zsvc_pl fit`` (plus ``--stages``), fill, print one line per dataset."""
-    args = list(sys.argv[1:] if args is None else args)
-    stages = ["fit"]
-    if "--stages" in args:
-        i = args.index("--stages")
-        j = i + 1
-        while j < len(args) and not args[j].startswith("--"):
-            j += 1
-        stages, args = args[i + 1:j], args[:i] + args[j:]
-        unknown = [s for s in stages if s not in STAGES]
-        if unknown or not stages:
-            raise UsageError(f"--stages takes {', '.join(STAGES)}; got {' '.join(stages) or 'nothing'}")
+    stages_parser = argparse.ArgumentParser(prog="python -m zsvc_pl.fill_cache", add_help=False)
+    stages_parser.add_argument("--stages", nargs="+", choices=list(STAGES), default=["fit"])
+    known, args = stages_parser.parse_known_args(sys.argv[1:] if args is None else args)
     cli = cli_main(args, run=False)
-    counts = fill(cli.model, cli.datamodule, stages)
+    counts = fill(cli.model, cli.datamodule, known.stages)
     for name, c in counts.items():
         print(f"{name}: {c['encoded']} encoded, {c['already cached']} already cached, {c['unreadable']} unreadable "
               f"-> {cli.datamodule.feature_cache.folder}")

@@ -141,7 +141,8 @@ def _create(name: str, pretrained: str | None, cache_dir: str | None, full_name:
             f"the weights of '{full_name}' (pretrained '{pretrained}') are not in the cache "
             f"({_cache_locations(cache_dir)}) and could not be downloaded (offline?): download them on a machine "
             f"with internet access and pass the file (CLI: --model.pretrained /path/to/open_clip_model.safetensors; "
-            f"Python: pretrained='/path/to/open_clip_model.safetensors'), or point cache_dir at a folder that holds them"
+            f"Python: pretrained='/path/to/open_clip_model.safetensors'), or point cache_dir at a folder that "
+            f"holds them"
         ) from e
 
 

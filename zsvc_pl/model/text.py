@@ -21,10 +21,14 @@ def encode_prompts(model: nn.Module, tokenizer, prompts: list[list[str]], batch_
     flat = [p for group in prompts for p in group]
     _warn_truncation(tokenizer, flat)
     feats = []
-    causal = _causal_clip(model)
+    own_tower = hasattr(model, "token_embedding")  # else a custom text tower: its own encode_text
     for i in range(0, len(flat), batch_size):
-        tokens = tokenizer(flat[i : i + batch_size]).to(device)
-        text = encode_embeddings(model, model.token_embedding(tokens), tokens) if causal else model.encode_text(tokens)
+        tokens = tokenizer(flat[i : i + batch_size])
+        if own_tower:
+            tokens = tokens[:, : needed_length(model, tokens)].to(device)
+            text = encode_embeddings(model, model.token_embedding(tokens), tokens)
+        else:
+            text = model.encode_text(tokens.to(device))
         feats.append(F.normalize(text.float(), dim=-1))
     feats = torch.cat(feats)
     out, start = [], 0
@@ -114,7 +118,8 @@ class PromptLearner(nn.Module):
                 row = torch.tensor(seq)
                 mask[i, : len(seq)] = row == -1
                 ids[i, : len(seq)] = row.clamp(min=0)
-            self._ids_cache[key] = (ids, mask)
+            n = needed_length(self._model[0], ids)
+            self._ids_cache[key] = (ids[:, :n], mask[:, :n])
         return self._ids_cache[key]
 
     def forward(self, labels: list[str]) -> torch.Tensor:
@@ -135,28 +140,23 @@ class PromptLearner(nn.Module):
         return F.normalize(encode_embeddings(model, emb, ids), dim=-1)
 
 
-def _causal_clip(model: nn.Module) -> bool:
-    """A standard open_clip ``CLIP`` text tower: causal attention, pooled at the end-of-text token."""
-    return (getattr(model, "attn_mask", None) is not None and hasattr(model, "token_embedding")
-            and getattr(model, "text_pool_type", None) == "argmax")
+def needed_length(model: nn.Module, ids: torch.Tensor) -> int:
+    """Token positions the text tower must run for ``ids``: up to the longest prompt's end-of-text token for a
+    standard open_clip CLIP (causal attention, pooled at that token: later positions cannot change the result;
+    a 77-token context holding "a video of <label>." needs about 5x fewer), else the whole context."""
+    causal = getattr(model, "attn_mask", None) is not None and getattr(model, "text_pool_type", None) == "argmax"
+    return int(ids.argmax(dim=-1).max()) + 1 if causal else ids.shape[1]
 
 
 def encode_embeddings(model: nn.Module, emb: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-    """open_clip ``CLIP.encode_text`` from token embeddings instead of token ids.
-
-    With causal attention no token attends to a later one, so the padding after the longest prompt's
-    end-of-text token cannot change the pooled feature: it is cut off (a 77-token context holding "a video
-    of <label>." runs about 5x fewer tokens through the tower).
-    """
+    """open_clip ``CLIP.encode_text`` from token embeddings instead of token ids, for ``ids.shape[1]`` positions
+    (callers cut the context to ``needed_length`` once, where the ids are made)."""
     from open_clip.transformer import text_global_pool
 
     cast = model.transformer.get_cast_dtype()
     length = ids.shape[1]
-    if _causal_clip(model):
-        length = int(ids.argmax(dim=-1).max()) + 1
-        emb, ids = emb[:, :length], ids[:, :length]
-    x = emb.to(cast) + model.positional_embedding[:length].to(cast)
-    x = model.transformer(x, attn_mask=model.attn_mask[:length, :length] if model.attn_mask is not None else None)
+    mask = model.attn_mask[:length, :length] if model.attn_mask is not None else None
+    x = model.transformer(emb.to(cast) + model.positional_embedding[:length].to(cast), attn_mask=mask)
     x = model.ln_final(x)
     x = text_global_pool(x, ids, model.text_pool_type, eos_token_id=getattr(model, "text_eos_id", None))
     if model.text_projection is not None:

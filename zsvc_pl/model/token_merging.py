@@ -54,21 +54,19 @@ class TokenMergingBlock(nn.Module):
         self.block, self.r, self._sizes = block, r, sizes
 
     def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None, **_: object) -> torch.Tensor:
-        b = self.block
-        size = self._sizes.size
-        if size is None:
-            size = x.new_ones(x.shape[0], x.shape[1], 1)
+        b, size = self.block, self._sizes.size
+        n, length, width = x.shape
         heads = b.attn.num_heads
-        bias = size.log()[:, None, :, 0].expand(-1, x.shape[1], -1)
-        bias = bias.repeat_interleave(heads, dim=0)
-        if attn_mask is not None:
-            bias = bias + attn_mask.to(bias.dtype)
-        h = b.ln_1(x)
-        x = x + b.ls_1(b.attn(h, h, h, need_weights=False, attn_mask=bias)[0])
-        width = h.shape[-1]
-        keys = nn.functional.linear(h, b.attn.in_proj_weight[width:2 * width],
-                                    None if b.attn.in_proj_bias is None else b.attn.in_proj_bias[width:2 * width])
-        x, self._sizes.size = bipartite_merge(x, keys, size, self.r)
+        if size is None:  # every token stands for one: no size bias yet
+            size, bias = x.new_ones(n, length, 1), attn_mask
+        else:
+            bias = size.log()[:, None, None, :, 0]  # [N, 1, 1, L]: each key counted as often as its size
+            bias = bias + attn_mask.to(bias.dtype) if attn_mask is not None else bias
+        q, k, v = nn.functional.linear(b.ln_1(x), b.attn.in_proj_weight, b.attn.in_proj_bias).chunk(3, dim=-1)
+        q, k, v = (t.view(n, length, heads, width // heads).transpose(1, 2) for t in (q, k, v))
+        out = nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+        x = x + b.ls_1(b.attn.out_proj(out.transpose(1, 2).reshape(n, length, width)))
+        x, self._sizes.size = bipartite_merge(x, k.transpose(1, 2).reshape(n, length, width), size, self.r)
         return x + b.ls_2(b.mlp(b.ln_2(x)))
 
 

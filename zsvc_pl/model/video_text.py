@@ -31,16 +31,18 @@ class VideoTextModel(nn.Module):
         temporal: the aggregator (``build_temporal``).
         prompt_learner: CoOp context vectors, or ``None`` for hand-made prompts only.
         zs_mix: at evaluation, logits = (1 - zs_mix) * learned + zs_mix * zero-shot, when something is learnable.
+        image_variant: how the image tower was changed after loading (``|tome2``, ``|int8``): part of the
+            feature cache's key, not of the checkpoint's backbone identity.
     """
 
     def __init__(self, backbone: Backbone, templates: list[str], temporal: nn.Module,
                  prompt_learner: PromptLearner | None = None, descriptions: dict[str, list[str]] | None = None,
-                 descriptions_mode: str = "add", zs_mix: float = 0.0) -> None:
+                 descriptions_mode: str = "add", zs_mix: float = 0.0, image_variant: str = "") -> None:
         super().__init__()
         self.backbone = backbone.model
         self.tokenizer = backbone.tokenizer
         self.identity = backbone.identity
-        self.image_variant = ""  # how the image tower was changed after loading (int8, token merging)
+        self.image_variant = image_variant
         self.image_size = backbone.image_size
         self.embed_dim = backbone.embed_dim
         self.normalize = ClipNormalize(backbone.image_size, backbone.mean, backbone.std, backbone.interpolation)
@@ -174,9 +176,8 @@ def create_model(
         learner = PromptLearner(bb.model, bb.tokenizer, n_ctx, ctx_init, names, class_specific_ctx, class_position)
     if descriptions_mode not in ("add", "replace"):
         raise ValueError(f"descriptions mode must be 'add' or 'replace', got '{descriptions_mode}'")
-    model = VideoTextModel(
+    return VideoTextModel(
         bb, load_templates(templates),
         build_temporal(temporal, bb.embed_dim, temporal_depth, temporal_heads, max_frames, attention_temperature),
-        learner, load_descriptions(descriptions) if descriptions else None, descriptions_mode, zs_mix)
-    model.image_variant = (f"|tome{token_merging}" if token_merging else "") + ("|int8" if quantize else "")
-    return model
+        learner, load_descriptions(descriptions) if descriptions else None, descriptions_mode, zs_mix,
+        (f"|tome{token_merging}" if token_merging else "") + ("|int8" if quantize else ""))
