@@ -9,6 +9,7 @@ model is ``self.model`` (a ``VideoTextModel``); the LightningModule for training
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -25,11 +26,14 @@ from zsvc_pl.data import (
     collate_videos,
 )
 from zsvc_pl.data.cache import FeatureCache
+from zsvc_pl.data.label_sets import LabelsLike, LabelSet, read_label_set
 from zsvc_pl.labels import validate_labels
+from zsvc_pl.model.abstention import NONE_LABEL, fit_threshold, open_set_score
+from zsvc_pl.model.examples import DEFAULT_WEIGHT, ExampleMemory
 from zsvc_pl.model.video_text import VideoTextModel, create_model
 from zsvc_pl.timeline import Timeline, explain_figure, video_timeline
 from zsvc_pl.train.figures import save
-from zsvc_pl.train.task import batch_features
+from zsvc_pl.train.features import batch_features
 
 Result = list[tuple[str, float]]
 
@@ -52,6 +56,7 @@ class ZeroShotVideoClassifier:
             cache_dir: open_clip's weight cache; device: default cuda if present.
         model: an existing ``VideoTextModel`` to wrap instead of building one (see ``from_checkpoint``).
         labels: labels used when ``classify`` is called without any (a trained run's classes).
+        example_weight: how much labels' example clips count against their words (``zsvc_pl.model.examples``).
     """
 
     def __init__(self, model_name: str = "ViT-B-32", pretrained: str | None = "openai", templates: str | list[str] = "video",
@@ -60,7 +65,8 @@ class ZeroShotVideoClassifier:
                  num_workers: int = 2, backend: str = "auto", decode_timeout: float | None = 60.0,
                  feature_cache: str | Path | None = None, quantize: bool = False, token_merging: int = 0,
                  cache_dir: str | None = None, device: str | torch.device | None = None,
-                 model: VideoTextModel | None = None, labels: Sequence[str] | None = None) -> None:
+                 model: VideoTextModel | None = None, labels: Sequence[str] | None = None,
+                 example_weight: float = DEFAULT_WEIGHT) -> None:
         if sampling not in ("uniform", "adaptive"):
             raise ValueError(f"sampling must be 'uniform' or 'adaptive', got {sampling!r}")
         if model is None:
@@ -75,6 +81,8 @@ class ZeroShotVideoClassifier:
         self.backend = backend
         self.decode_timeout = decode_timeout
         self.labels = validate_labels(list(labels)) if labels else None
+        self.example_weight = example_weight
+        self._examples: dict[tuple, ExampleMemory] = {}
         self.feature_cache = (FeatureCache(feature_cache).bind(model.feature_identity, model.embed_dim)
                               if feature_cache else None)
 
@@ -153,24 +161,64 @@ class ZeroShotVideoClassifier:
                                                                           num_clips, num_crops, errors)]
         return torch.cat(out) if out else torch.empty(0, self.model.embed_dim)
 
-    @torch.inference_mode()
-    def classify(self, videos: str | Path | Sequence[str | Path], labels: Sequence[str] | None = None,
-                 top_k: int | None = None, batch_size: int = 8, num_clips: int = 1,
-                 num_crops: int = 1) -> Result | list[Result]:
-        """Classify one video (-> ``[(label, prob), ...]``) or a list (-> a list of such lists), best first."""
-        single = isinstance(videos, (str, Path))
-        paths = [str(videos)] if single else [str(v) for v in videos]
+    def label_set(self, labels: LabelsLike | str | Path | None = None) -> tuple[LabelSet, ExampleMemory | None]:
+        """Labels (names, ``{name: [texts and/or clip paths]}``, a YAML file or a folder of example clips per
+        label) and the memory of their example clips' embeddings, encoded once per set of unchanged files."""
         if labels is None and self.labels is None:
             raise ValueError("no labels: pass labels=[...] (or load a trained run with from_checkpoint)")
-        labels = validate_labels(list(labels)) if labels is not None else self.labels
-        k = min(top_k or len(labels), len(labels))
+        label_set = read_label_set(labels if labels is not None else self.labels)
+        if not label_set.has_examples:
+            return label_set, None
+        clips, owner = label_set.example_clips()
+        key = (tuple(label_set.names), tuple(clips), tuple(os.stat(c).st_mtime_ns for c in clips))
+        if key not in self._examples:
+            self._examples = {key: ExampleMemory(self.encode_videos(clips), owner, len(label_set.names))}
+        self._examples[key].weight = self.example_weight
+        return label_set, self._examples[key]
+
+    @torch.inference_mode()
+    def scores(self, videos: Sequence[str | Path], labels: LabelsLike | str | Path | None = None,
+               batch_size: int = 8, num_clips: int = 1, num_crops: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per video and label ``[N, C]``: probabilities (softmax over the labels, averaged over views) and
+        similarities (the logits over the logit scale: cosine with the label's text, plus the example term)."""
+        label_set, examples = self.label_set(labels)
+        probs, sims = [torch.empty(0, len(label_set.names))], [torch.empty(0, len(label_set.names))]
+        for frames in self._frame_batches([str(v) for v in videos], batch_size, num_clips, num_crops):
+            logits = self.model.eval_logits(frames, label_set.prompts, examples)
+            probs.append(logits.softmax(-1).mean(1).cpu())
+            sims.append((logits.mean(1) / self.model.logit_scale).cpu())
+        return torch.cat(probs), torch.cat(sims)
+
+    def probabilities(self, videos: Sequence[str | Path], labels: LabelsLike | str | Path | None = None,
+                      **kwargs) -> torch.Tensor:
+        """Label probabilities ``[N, C]`` of each video (softmax over the labels, averaged over views)."""
+        return self.scores(videos, labels, **kwargs)[0]
+
+    @torch.inference_mode()
+    def classify(self, videos: str | Path | Sequence[str | Path], labels: LabelsLike | str | Path | None = None,
+                 top_k: int | None = None, batch_size: int = 8, num_clips: int = 1,
+                 num_crops: int = 1, abstain: float | None = None) -> Result | list[Result]:
+        """Classify one video (-> ``[(label, prob), ...]``) or a list (-> a list of such lists), best first.
+
+        ``labels``: names, or labels by example (see ``label_set``). ``abstain``: an open-set threshold (from
+        ``fit_abstention``); a video whose best similarity is below it gets ``("none", similarity)`` first.
+        """
+        single = isinstance(videos, (str, Path))
+        paths = [str(videos)] if single else [str(v) for v in videos]
+        names = self.label_set(labels)[0].names
+        probs, sims = self.scores(paths, labels, batch_size, num_clips, num_crops)
+        scores, idx = probs.topk(min(top_k or len(names), len(names)), dim=-1)
         results = []
-        for frames in self._frame_batches(paths, batch_size, num_clips, num_crops):
-            probs = self.model.eval_logits(frames, labels).softmax(-1).mean(1)
-            scores, idx = probs.topk(k, dim=-1)
-            results += [[(labels[j], float(s)) for j, s in zip(i.tolist(), sc.tolist())]
-                        for i, sc in zip(idx.cpu(), scores.cpu())]
+        for i, sc, best in zip(idx.tolist(), scores.tolist(), open_set_score(sims).tolist()):
+            ranked = [(names[j], float(s)) for j, s in zip(i, sc)]
+            results.append([(NONE_LABEL, best)] + ranked if abstain is not None and best < abstain else ranked)
         return results[0] if single else results
+
+    def fit_abstention(self, videos: Sequence[str | Path], labels: LabelsLike | str | Path | None = None,
+                       recall: float = 0.95, **kwargs) -> float:
+        """The open-set threshold that keeps ``recall`` of ``videos``, labelled videos whose labels are all in
+        ``labels``; pass it to ``classify(..., abstain=...)`` so that videos outside the list get ``none``."""
+        return fit_threshold(open_set_score(self.scores(videos, labels, **kwargs)[1]), recall)
 
     @torch.inference_mode()
     def timeline(self, video: str | Path, labels: Sequence[str], num_frames: int | None = None) -> Timeline:

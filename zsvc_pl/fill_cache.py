@@ -19,7 +19,8 @@ from tqdm import tqdm
 
 from zsvc_pl.cli import UsageError, main as cli_main
 from zsvc_pl.data.datamodule import VideoDataModule
-from zsvc_pl.train.task import VideoClassificationTask, batch_features
+from zsvc_pl.train.features import batch_features
+from zsvc_pl.train.task import VideoClassificationTask
 
 STAGES = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",)}
 

@@ -23,6 +23,7 @@ from zsvc_pl.data.annotations import (
 )
 from zsvc_pl.data.cache import FeatureCache
 from zsvc_pl.data.datasets import VideoClassificationDataset, collate_videos
+from zsvc_pl.data.label_sets import is_label_set, read_label_set
 from zsvc_pl.data.reader import FrameReader
 from zsvc_pl.data.sampling import DEFAULT_NUM_FRAMES, FrameSampler
 from zsvc_pl.labels import read_label_file, validate_labels
@@ -50,7 +51,9 @@ class VideoDataModule(LightningDataModule):
         format: one of ``folder``, ``list``, ``ucf101``, ``hmdb51``.
         train_list, val_list, test_list: annotation lists (``list`` format).
         label_file: class names (``id,name`` CSV, ``id name`` lines, or one name per line; see
-            ``zsvc_pl.labels.read_label_file``); also names the labels for ``predict`` over unlabelled videos.
+            ``zsvc_pl.labels.read_label_file``); also names the labels for ``predict`` over unlabelled videos, and
+            for ``test``/``predict`` may be a label set: a YAML ``label: [texts, example clips]`` or a folder of
+            example clips per label (``zsvc_pl.data.label_sets``).
         novel_label_file, novel_test_list: the novel half of a ViFi-CLIP base-to-novel split (see formats).
         split_dir: folder of UCF101/HMDB51 split files.
         fold: official split number (1-3).
@@ -122,8 +125,9 @@ class VideoDataModule(LightningDataModule):
         self._records: dict[str, list[VideoRecord]] = {}
         self._names = validate_labels(list(class_names), "data.class_names", unit="item") if class_names else None
         self._n_base: int | None = None  # size of the base id space of ViFi-CLIP base-to-novel lists
+        self.label_set = read_label_set(label_file) if label_file and is_label_set(label_file) else None
         if label_file and not self._names:
-            self._names = read_label_file(label_file)
+            self._names = self.label_set.names if self.label_set else read_label_file(label_file)
             if novel_label_file:
                 self._n_base = len(self._names)
                 both = self._names + read_label_file(novel_label_file)
@@ -266,17 +270,9 @@ class VideoDataModule(LightningDataModule):
         if not shuffle and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
             # evaluation under DDP: every video exactly once (no padding duplicates); ranks may differ by one batch
             sampler = UnrepeatedDistributedSampler(dataset, shuffle=False)
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size,
-            shuffle=shuffle,
-            sampler=sampler,
-            num_workers=self.num_workers,
-            collate_fn=collate_videos,
-            pin_memory=torch.cuda.is_available(),
-            persistent_workers=self.num_workers > 0,
-            drop_last=False,
-        )
+        return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle, sampler=sampler,
+                          num_workers=self.num_workers, collate_fn=collate_videos, pin_memory=torch.cuda.is_available(),
+                          persistent_workers=self.num_workers > 0, drop_last=False)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_set, shuffle=True)
@@ -289,3 +285,13 @@ class VideoDataModule(LightningDataModule):
 
     def predict_dataloader(self) -> DataLoader:
         return self._loader(self.predict_set, shuffle=False)
+
+    def example_dataloader(self) -> DataLoader | None:
+        """The label set's example clips, read like test videos (``label``: the label each shows); every rank
+        reads them all; a clip that cannot be read is an error. ``None`` without examples."""
+        if self.label_set is None or not self.label_set.has_examples:
+            return None
+        clips, owner = self.label_set.example_clips()
+        dataset = self._dataset([VideoRecord(c, o) for c, o in zip(clips, owner)], train=False)
+        dataset.on_error = "raise"
+        return DataLoader(dataset, batch_size=self.batch_size, collate_fn=collate_videos)

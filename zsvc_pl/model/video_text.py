@@ -13,12 +13,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from zsvc_pl.model.backbone import Backbone, load_clip, quantize_image_tower
+from zsvc_pl.model.examples import ExampleMemory
 from zsvc_pl.model.preprocess import ClipNormalize
 from zsvc_pl.labels import validate_labels
 from zsvc_pl.model.prompts import class_prompts, load_descriptions, load_templates
 from zsvc_pl.model.temporal import TemporalTransformer, build_temporal
 from zsvc_pl.model.text import PromptLearner, encode_prompts
 from zsvc_pl.model.token_merging import apply_token_merging
+
+Label = str | tuple[str, ...]  # a label's name, or the texts whose features stand for it
 
 
 class VideoTextModel(nn.Module):
@@ -97,16 +100,21 @@ class VideoTextModel(nn.Module):
             feats = self.backbone.encode_image(self.normalize(video.flatten(0, 2)))
         return F.normalize(feats.float(), dim=-1).view(b, v, t, -1)
 
-    def zeroshot_text_features(self, labels: Sequence[str]) -> torch.Tensor:
+    def zeroshot_text_features(self, labels: Sequence[Label]) -> torch.Tensor:
         """Hand-made prompt-ensemble features ``[C, D]``, computed once per label set and cached."""
+        if _grouped(labels):
+            return _average_groups(self.zeroshot_text_features, labels)
         key = ("fixed", tuple(labels), tuple(self.templates), str(self.device), self.descriptions_mode)
         if key not in self._text_cache:
             prompts = class_prompts(list(labels), self.templates, self.descriptions, self.descriptions_mode)
             self._text_cache[key] = encode_prompts(self.backbone, self.tokenizer, prompts)
         return self._text_cache[key]
 
-    def text_features(self, labels: Sequence[str]) -> torch.Tensor:
-        """Label features ``[C, D]``: learned prompts when CoOp is on (cached in eval mode), else hand-made."""
+    def text_features(self, labels: Sequence[Label]) -> torch.Tensor:
+        """Label features ``[C, D]``: learned prompts when CoOp is on (cached in eval mode), else hand-made.
+        A label given as a tuple of texts gets the mean of their features (re-normalised)."""
+        if _grouped(labels):
+            return _average_groups(self.text_features, labels)
         if self.prompt_learner is None:
             return self.zeroshot_text_features(labels)
         if self.training:
@@ -130,18 +138,35 @@ class VideoTextModel(nn.Module):
         sim = (video * text.unsqueeze(0)).sum(-1) if video.dim() == 3 else video @ text.T
         return (self.logit_scale * sim).view(b, v, -1)
 
-    def eval_logits(self, frames: torch.Tensor, labels: Sequence[str]) -> torch.Tensor:
-        """Logits ``[B, V, C]`` for evaluation and prediction (with the zero-shot mix when set)."""
+    def eval_logits(self, frames: torch.Tensor, labels: Sequence[Label],
+                    examples: ExampleMemory | None = None) -> torch.Tensor:
+        """Logits ``[B, V, C]`` for evaluation and prediction (with the zero-shot mix when set, and the
+        similarity to each label's example clips when ``examples`` holds any)."""
         logits = self.video_logits(frames, self.text_features(labels))
         if self.zs_mix > 0 and self.learnable:
             zs_video = F.normalize(frames.mean(dim=2), dim=-1)
             zs = self.logit_scale * zs_video @ self.zeroshot_text_features(labels).T
             logits = (1 - self.zs_mix) * logits + self.zs_mix * zs
+        if examples is not None and len(examples):
+            logits = logits + self.logit_scale * examples.logits(self.video_features(frames)).unsqueeze(1)
         return logits
 
-    def forward(self, video: torch.Tensor, labels: Sequence[str]) -> torch.Tensor:
+    def forward(self, video: torch.Tensor, labels: Sequence[Label]) -> torch.Tensor:
         """uint8 video ``[B, V, T, 3, S, S]`` -> label probabilities ``[B, C]`` (softmax averaged over views)."""
         return self.eval_logits(self.frame_features(video), labels).softmax(-1).mean(1)
+
+
+def _grouped(labels: Sequence[Label]) -> bool:
+    return any(isinstance(label, tuple) for label in labels)
+
+
+def _average_groups(encode, labels: Sequence[Label]) -> torch.Tensor:
+    """Features of labels some of which are tuples of texts: each text encoded once, a tuple's averaged."""
+    groups = [label if isinstance(label, tuple) else (label,) for label in labels]
+    texts = list(dict.fromkeys(t for group in groups for t in group))
+    feats = encode(texts)
+    row = {t: i for i, t in enumerate(texts)}
+    return F.normalize(torch.stack([feats[[row[t] for t in group]].mean(0) for group in groups]), dim=-1)
 
 
 def create_model(

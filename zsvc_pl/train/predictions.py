@@ -168,14 +168,27 @@ def write_rows(path: Path, rows: list[dict], as_csv: bool) -> None:
 
 
 def run_signature(trainer: Trainer, pl_module: LightningModule, dm) -> dict:
-    """What decides the rows of a prediction run; a resumed run must match it exactly."""
+    """What decides the rows of a prediction run; a resumed run must match it exactly. Settings added since
+    journals began (abstention, label sets) appear only when used, so older journals still resume."""
     hp = pl_module.hparams
     ckpt = trainer.ckpt_path
     stamp = None
     if ckpt and Path(ckpt).is_file():
         st = os.stat(ckpt)
         stamp = f"{Path(ckpt).resolve()}|{st.st_size}|{st.st_mtime_ns}"
-    return {"input": dm.predict_source, "labels": list(pl_module.class_names or []),
+    extra = {"abstain": hp.get("abstain"), "label_set": _label_set_signature(getattr(dm, "label_set", None))}
+    if extra["label_set"] is not None:
+        extra["example_weight"] = hp.get("example_weight")
+    return {**{k: v for k, v in extra.items() if v is not None},
+            "input": dm.predict_source, "labels": list(pl_module.class_names or []),
             "templates": list(pl_module.model.templates), "descriptions": hp.descriptions,
             "descriptions_mode": hp.descriptions_mode, "top_k": hp.top_k, "backbone": pl_module.backbone_identity,
             "temporal": hp.temporal, "checkpoint": stamp, "sampling": dm.predict_set.reader.sampling_key}
+
+
+def _label_set_signature(label_set) -> list | None:
+    """A label set's texts, and its example clips with their size and modification time."""
+    if label_set is None:
+        return None
+    clips = [[[c, os.stat(c).st_size, os.stat(c).st_mtime_ns] for c in group] for group in label_set.clips]
+    return [label_set.texts, clips]

@@ -14,13 +14,16 @@ import torch
 import torch.nn.functional as F
 from lightning import LightningModule
 from lightning.pytorch.utilities import rank_zero_info
-from torchmetrics.aggregation import SumMetric
+from torchmetrics.aggregation import CatMetric, SumMetric
 from torchmetrics.classification import MulticlassConfusionMatrix
 
 from zsvc_pl.labels import validate_labels
+from zsvc_pl.model.abstention import NONE_LABEL, fit_threshold, open_set_score
+from zsvc_pl.model.examples import DEFAULT_WEIGHT, ExampleMemory
 from zsvc_pl.model.temporal import TemporalTransformer
-from zsvc_pl.model.video_text import VideoTextModel, create_model
+from zsvc_pl.model.video_text import create_model
 from zsvc_pl.train.checkpoints import prepare_state, save_state
+from zsvc_pl.train.features import batch_features
 from zsvc_pl.train.metrics import BaseNovelAccuracy, classification_metrics
 
 log = logging.getLogger(__name__)
@@ -54,7 +57,9 @@ class VideoClassificationTask(LightningModule):
             only when the model has learnable parts.
         base_classes: indices of the base classes; training sees only these, evaluation reports base/novel/HM.
         lr, weight_decay: AdamW settings for the trainable parameters.
-        top_k: labels written per video by ``predict``.
+        top_k: labels written per video by ``predict``; ``abstain``: open-set threshold below which ``predict``
+            writes ``none`` first (``zsvc_pl.model.abstention``; ``test`` reports the threshold for 95 % recall).
+        example_weight: weight of a label set's example clips against its texts (``zsvc_pl.model.examples``).
         cache_dir: where open_clip looks for and stores downloaded weights.
         quantize: int8 dynamic quantisation of the image tower's linear layers, for CPU inference.
         token_merging: tokens merged per image-tower block (ToMe), 0 for none: faster, slightly different.
@@ -85,6 +90,8 @@ class VideoClassificationTask(LightningModule):
         lr: float = 2e-3,
         weight_decay: float = 0.01,
         top_k: int = 5,
+        abstain: float | None = None,
+        example_weight: float = DEFAULT_WEIGHT,
         cache_dir: str | None = None,
         quantize: bool = False,
         token_merging: int = 0,
@@ -100,6 +107,8 @@ class VideoClassificationTask(LightningModule):
         self.strict_loading = False  # checkpoints hold no backbone weights
         self.decode_errors: list[tuple[str, str]] = []
         self.feature_cache = None
+        self.label_prompts: list | None = None  # a label set's texts per label (test/predict)
+        self.examples: ExampleMemory | None = None  # a label set's example clips
 
     @property
     def backbone_identity(self) -> str:
@@ -131,6 +140,7 @@ class VideoClassificationTask(LightningModule):
         n = len(self._require_labels())
         self.metrics = torch.nn.ModuleDict({s: classification_metrics(n, f"{s}/") for s in ("val", "test")})
         self.counts = torch.nn.ModuleDict({s: SumMetric() for s in ("val", "test")})
+        self.open_scores = torch.nn.ModuleDict({s: CatMetric() for s in ("val", "test")})
         self.confusion = torch.nn.ModuleDict({s: MulticlassConfusionMatrix(n) for s in ("val", "test")})
         self.last_results: dict[str, dict] = {}
         self.base_novel = torch.nn.ModuleDict({
@@ -175,13 +185,11 @@ class VideoClassificationTask(LightningModule):
         self._collect_errors(batch)
         if not batch["path"]:
             return
-        logits = self.model.eval_logits(self.batch_features(batch), self._require_labels())
-        if not torch.isfinite(logits).all():
-            raise FloatingPointError(f"non-finite scores for {batch['path'][0]} ...: the backbone weights or cached "
-                                     "features hold NaN/inf; no results are reported from such a run")
+        logits = self._scores(batch)
         probs = logits.softmax(-1).mean(1)
         self.metrics[stage].update(probs, batch["label"])
         self.counts[stage].update(len(batch["label"]))
+        self.open_scores[stage].update(open_set_score(logits.mean(1) / self.model.logit_scale))
         self.confusion[stage].update(probs, batch["label"])
         if self.base_novel is not None:
             self.base_novel[stage].update(logits.mean(1), batch["label"])
@@ -189,12 +197,13 @@ class VideoClassificationTask(LightningModule):
     def _eval_epoch_end(self, stage: str) -> None:
         results = {k: float(v) for k, v in self.metrics[stage].compute().items()}
         results[f"{stage}/videos"] = float(self.counts[stage].compute())
+        results[f"{stage}/abstain_at_95"] = fit_threshold(self.open_scores[stage].compute().flatten().cpu(), 0.95)
         if self.base_novel is not None:
             results.update({f"{stage}/{k}": float(v) for k, v in self.base_novel[stage].compute().items()})
             self.base_novel[stage].reset()
         self.log_dict(results)
         self.last_results[stage] = {"metrics": results, "confusion": self.confusion[stage].compute().cpu()}
-        for m in (self.metrics[stage], self.counts[stage], self.confusion[stage]):
+        for m in (self.metrics[stage], self.counts[stage], self.confusion[stage], self.open_scores[stage]):
             m.reset()
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
@@ -213,15 +222,46 @@ class VideoClassificationTask(LightningModule):
         self._collect_errors(batch)
         if not batch["path"]:
             return []
-        names = self._require_labels()
-        logits = self.model.eval_logits(self.batch_features(batch), names)
-        if not torch.isfinite(logits).all():
-            raise FloatingPointError(f"non-finite scores for {batch['path'][0]} ...: the backbone weights or cached "
-                                     "features hold NaN/inf")
+        names, threshold = self._require_labels(), self.hparams.abstain
+        logits = self._scores(batch)
         probs = logits.softmax(-1).mean(1)
         scores, idx = probs.topk(min(self.hparams.top_k, len(names)), dim=-1)
-        return [{"path": p, "labels": [names[j] for j in i.tolist()], "scores": s.tolist()}
+        best = open_set_score(logits.mean(1) / self.model.logit_scale).tolist()
+        rows = [{"path": p, "labels": [names[j] for j in i.tolist()], "scores": s.tolist()}
                 for p, i, s in zip(batch["path"], idx.cpu(), scores.cpu())]
+        for row, b in zip(rows, best):
+            if threshold is not None and b < threshold:  # "none of these" first, with its open-set score
+                row["labels"], row["scores"] = [NONE_LABEL] + row["labels"], [b] + row["scores"]
+        return rows
+
+    def _scores(self, batch: dict) -> torch.Tensor:
+        """Logits ``[B, V, C]`` of a batch against the labels (their texts and example clips when given)."""
+        labels = self.label_prompts or self._require_labels()
+        logits = self.model.eval_logits(self.batch_features(batch), labels, self.examples)
+        if not torch.isfinite(logits).all():
+            raise FloatingPointError(f"non-finite scores for {batch['path'][0]} ...: the backbone weights or cached "
+                                     "features hold NaN/inf; no results are reported from such a run")
+        return logits
+
+    def on_test_start(self) -> None:
+        self._read_label_set()
+
+    def on_predict_start(self) -> None:
+        self._read_label_set()
+
+    @torch.inference_mode()
+    def _read_label_set(self) -> None:
+        """Texts and example clips of the data module's label set: the clips are encoded once, here."""
+        dm = self.trainer.datamodule
+        label_set, loader = getattr(dm, "label_set", None), getattr(dm, "example_dataloader", lambda: None)()
+        self.label_prompts = label_set.prompts if label_set is not None else None
+        if loader is None:
+            return
+        feats, owner = [], []
+        for batch in loader:
+            feats.append(self.model.video_features(self.batch_features(batch)))
+            owner += batch["label"].tolist()
+        self.examples = ExampleMemory(torch.cat(feats), owner, len(label_set.names), self.hparams.example_weight)
 
     def _collect_errors(self, batch: dict) -> None:
         for path, reason in batch.get("errors", []):
@@ -248,21 +288,3 @@ class VideoClassificationTask(LightningModule):
         sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
-
-def batch_features(model: VideoTextModel, batch: dict, cache=None) -> torch.Tensor:
-    """Frame features ``[B, V, T, D]`` of a collated batch: encoded for decoded videos (and stored in ``cache``, a
-    bound ``FeatureCache``, when given), read for videos the cache already held. When training from the cache,
-    decoded videos bring all their cached positions and ``pick`` says which to train on. Used by the task and
-    the API."""
-    parts = {}
-    if batch["video"].numel():
-        feats = model.frame_features(batch["video"].to(model.device))
-        if cache is not None and "cache_keys" in batch:
-            for pos, f in zip(batch["video_pos"], feats):
-                cache.put(batch["cache_keys"][pos], f)
-        if "pick" in batch:
-            feats = torch.stack([f[:, p] for f, p in zip(feats, batch["pick"].to(feats.device))])
-        parts.update(zip(batch["video_pos"], feats))
-    if "features" in batch:
-        parts.update(zip(batch["features_pos"], batch["features"].to(model.device, torch.float32)))
-    return torch.stack([parts[i] for i in range(len(batch["path"]))])
