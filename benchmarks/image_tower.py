@@ -19,7 +19,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from zsvc_pl.model.backbone import load_clip, quantize_image_tower
+from zsvc_pl.model.backbone import int8_matmul_speedup, load_clip, quantize_image_tower
 from zsvc_pl.model.token_merging import apply_token_merging
 
 
@@ -59,7 +59,11 @@ def main() -> None:
             return tower(frames)
 
     channels_last = copy.deepcopy(tower).to(memory_format=torch.channels_last)
-    int8 = quantize_image_tower(copy.deepcopy(bb.model)).visual  # what quantize=True does
+    quantized = copy.deepcopy(bb.model)
+    quantize_image_tower(quantized)  # what quantize=True does where int8 products pay (forced here, to measure)
+    int8 = quantized.visual
+    print(json.dumps({"cpu": torch.backends.cpu.get_cpu_capability(),
+                      "int8_matmul_speedup": round(int8_matmul_speedup(), 3)}), flush=True)
     compiled, compile_s = compile_timed(tower, x)
     int8_compiled, int8_compile_s = compile_timed(int8, x)
     variants = {

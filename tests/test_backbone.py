@@ -72,7 +72,8 @@ def test_int8_image_tower_keeps_the_embeddings_without_deprecated_calls():
     frames = torch.rand(6, 3, 64, 64)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        int8 = quantize_image_tower(load_clip("demo", "demo").model.eval())
+        int8 = load_clip("demo", "demo").model.eval()
+        assert quantize_image_tower(int8)
         with torch.inference_mode():
             reference, quantized = fp32.encode_image(frames), int8.encode_image(frames)
     assert not [w for w in caught if issubclass(w.category, DeprecationWarning)]

@@ -5,9 +5,10 @@ import os
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from zsvc_pl.demo.world import generate_dataset, static_label
+from zsvc_pl.demo.world import background, draw, generate_dataset, static_label, write_video
 from zsvc_pl.moderation import flag_videos, load_rules
 from zsvc_pl.moderation import main as moderation_main
 from zsvc_pl.search import VideoIndex
@@ -127,3 +128,40 @@ def test_rules_thresholds_and_flags(tmp_path):
     bad.write_text("others: [a]\n")
     with pytest.raises(ValueError, match="no 'flags'"):
         load_rules(bad)
+
+
+def event_video(path: Path, colour: str, shape: str, first: int, length: int, seed: int) -> str:
+    """32 frames at 8 fps of a textured background; the object shows in frames ``first .. first+length-1``."""
+    rng = np.random.default_rng(seed)
+    bg = background(rng, 64)
+    frames = [draw(bg, shape, colour, 32, 32, 12, rng, 3) if first <= i < first + length
+              else np.clip(bg + rng.normal(0, 3, bg.shape), 0, 255).astype(np.uint8) for i in range(32)]
+    write_video(path, np.stack(frames), fps=8)
+    return str(path)
+
+
+def test_moments_within_one_frame_step_and_videos_like_a_video(tmp_path, capsys):
+    (tmp_path / "v").mkdir()
+    red = event_video(tmp_path / "v" / "red.mp4", "red", "circle", 16, 8, 1)  # 2.0 s to 3.0 s
+    blue = event_video(tmp_path / "v" / "blue.mp4", "blue", "square", 4, 8, 2)  # 0.5 s to 1.5 s
+    red2 = event_video(tmp_path / "v" / "red2.mp4", "red", "circle", 0, 32, 3)  # throughout
+    event_video(tmp_path / "v" / "red3.mp4", "red", "circle", 0, 32, 4)
+    event_video(tmp_path / "v" / "blue2.mp4", "blue", "square", 0, 32, 5)
+    idx = str(tmp_path / "v.idx")
+    common = ["--index", idx, "--model-name", "demo", "--pretrained", "demo", "--num-frames", "16"]
+    assert search_main(["index", str(tmp_path / "v"), *common]) == 0
+    capsys.readouterr()
+    step = 0.25  # 16 frames sampled from 32 at 8 fps
+    for query, path, start, end, n in (("a photo of a red circle", red, 2.0, 3.0, 3),
+                                       ("a photo of a blue square", blue, 0.5, 1.5, 2)):
+        assert search_main(["query", query, *common, "--moments", "--top-k", str(n)]) == 0
+        rows = list(csv.DictReader(capsys.readouterr().out.splitlines()))
+        colour = Path(path).stem
+        assert len(rows) == n and all(Path(r["path"]).stem.startswith(colour) for r in rows)  # the n with it
+        row = next(r for r in rows if r["path"].endswith("/" + Path(path).name))
+        assert abs(float(row["start"]) - start) <= step and abs(float(row["end"]) - end) <= step
+    index = VideoIndex.load(idx)
+    assert len(index.frames[0]) == 16 and index.times[0][0] == pytest.approx(1 / 8)
+    assert search_main(["like", red2, *common, "--top-k", "5"]) == 0
+    ranked = capsys.readouterr().out.splitlines()
+    assert ranked[0].endswith("red3.mp4") and len(ranked) == 4  # itself left out

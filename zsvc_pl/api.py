@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from zsvc_pl.data import (
@@ -157,9 +158,18 @@ class ZeroShotVideoClassifier:
                       num_crops: int = 1, errors: list | None = None) -> torch.Tensor:
         """L2-normalised video embeddings ``[N, D]`` (views averaged). Raises ``VideoDecodeError`` on a bad file,
         unless a list is passed as ``errors``: bad files are then left out and appended there as (path, reason)."""
-        out = [self.model.video_features(f) for f in self._frame_batches([str(p) for p in paths], batch_size,
-                                                                          num_clips, num_crops, errors)]
-        return torch.cat(out) if out else torch.empty(0, self.model.embed_dim)
+        return self.encode_videos_and_frames(paths, batch_size, num_clips, num_crops, errors)[0]
+
+    @torch.inference_mode()
+    def encode_videos_and_frames(self, paths: Sequence[str | Path], batch_size: int = 8, num_clips: int = 1,
+                                 num_crops: int = 1, errors: list | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Video embeddings ``[N, D]`` and their frames' L2-normalised image features ``[N, T, D]`` (views
+        averaged), from one decode (or the feature cache); bad files as in ``encode_videos``."""
+        videos, frames = [torch.empty(0, self.model.embed_dim)], [torch.empty(0, self.num_frames, self.model.embed_dim)]
+        for f in self._frame_batches([str(p) for p in paths], batch_size, num_clips, num_crops, errors):
+            videos.append(self.model.video_features(f).cpu())
+            frames.append(F.normalize(f.mean(1), dim=-1).cpu())
+        return torch.cat(videos), torch.cat(frames)
 
     def label_set(self, labels: LabelsLike | str | Path | None = None) -> tuple[LabelSet, ExampleMemory | None]:
         """Labels (names, ``{name: [texts and/or clip paths]}``, a YAML file or a folder of example clips per

@@ -1,17 +1,25 @@
-"""Text-to-video search: index a folder of videos once, then query it with free text.
+"""Text-to-video search: index a folder of videos once, then query it with free text, find moments, or find
+videos like a given one.
 
     python -m zsvc_pl.search index /videos --index videos.idx --model-name ViT-B-32 --pretrained openai
     python -m zsvc_pl.search query "a person riding a horse" --index videos.idx --top-k 5
+    python -m zsvc_pl.search query "a person riding a horse" --index videos.idx --moments   # CSV path,start,end,score
+    python -m zsvc_pl.search like /videos/horse.mp4 --index videos.idx                      # more like this
 
 The index stores video embeddings with each file's size and modification time, and the backbone (name and
 weights) they were made with; indexing again adds new or changed files and drops deleted ones without
 re-encoding the rest. ``query`` rebuilds that backbone unless told otherwise, and refuses another one. Frame
 features go to the feature cache beside the index. The index file is replaced atomically and checked on load.
+For moments the index also keeps each video's frame features and their times (from the same decode); a
+moment is the stretch of frames around a video's best frame for the query that score at least halfway
+between the video's lowest frame score and that peak (full width at half maximum), padded by half a frame
+step on each side.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import os
 import sys
 from pathlib import Path
@@ -35,12 +43,15 @@ class VideoIndex:
 
     def __init__(self, backbone: str, paths: list[str] | None = None, stamps: list[tuple[int, int]] | None = None,
                  embeddings: torch.Tensor | None = None, model_name: str | None = None,
-                 pretrained: str | None = None) -> None:
+                 pretrained: str | None = None, frames: list[torch.Tensor] | None = None,
+                 times: list[list[float]] | None = None) -> None:
         self.backbone = backbone
         self.model_name, self.pretrained = model_name, pretrained
         self.paths = paths or []
         self.stamps = stamps or []
         self.embeddings = embeddings if embeddings is not None else torch.empty(0, 0)
+        self.frames = frames if frames is not None else []  # per video: frame features [T, D]
+        self.times = times if times is not None else []  # per video: seconds of those frames
 
     @staticmethod
     def _stamp(path: str) -> tuple[int, int]:
@@ -59,14 +70,18 @@ class VideoIndex:
         wanted = set(videos)
         keep = {p: i for i, (p, s) in enumerate(zip(self.paths, self.stamps)) if p in wanted
                 and os.path.exists(p) and self._stamp(p) == s}
+        keep = {p: i for p, i in keep.items() if i < len(self.frames)}  # older indexes: no frames, encode again
         todo = [p for p in videos if p not in keep]
         errors: list = []
-        new_emb = [model.encode_videos(todo, batch_size=batch_size, errors=errors)] if todo else []
+        new_emb, new_frames = model.encode_videos_and_frames(todo, batch_size=batch_size, errors=errors)
         bad = {p for p, _ in errors}
         new_paths, failed = [p for p in todo if p not in bad], len(bad)
         kept_paths = list(keep)
-        parts = [self.embeddings[list(keep.values())]] if keep else []
-        self.embeddings = torch.cat(parts + new_emb) if parts or new_emb else torch.empty(0, 0)
+        reader = model.reader()
+        kept = self.embeddings[list(keep.values())] if keep else torch.empty(0, new_emb.shape[1])
+        self.embeddings = torch.cat([kept, new_emb])
+        self.frames = [self.frames[i] for i in keep.values()] + list(new_frames.unbind(0))
+        self.times = [self.times[i] for i in keep.values()] + [reader.times(p) for p in new_paths]
         self.paths = kept_paths + new_paths
         self.stamps = [self._stamp(p) for p in self.paths]
         return {"kept": len(kept_paths), "added": len(new_paths), "failed": failed}
@@ -81,10 +96,41 @@ class VideoIndex:
         best = scores.topk(min(top_k, len(self.paths)))
         return [(self.paths[i], float(s)) for s, i in zip(best.values.tolist(), best.indices.tolist())]
 
+    def moments(self, model: ZeroShotVideoClassifier, query: str,
+                top_k: int = 5) -> list[tuple[str, float, float, float]]:
+        """Where ``query`` holds: ``(path, start s, end s, score)`` of the best moment of each video, best first."""
+        self.check(model)
+        text = model.encode_labels([query])[0]
+        found = []
+        for path, frames, times in zip(self.paths, self.frames, self.times):
+            s = frames.to(text) @ text
+            peak = int(s.argmax())
+            level = float(s.min() + (s[peak] - s.min()) / 2)
+            lo, hi = peak, peak
+            while lo > 0 and s[lo - 1] >= level:
+                lo -= 1
+            while hi < len(s) - 1 and s[hi + 1] >= level:
+                hi += 1
+            half = (times[1] - times[0]) / 2 if len(times) > 1 else 0.0
+            found.append((path, max(0.0, times[lo] - half), times[hi] + half, float(s[peak])))
+        return sorted(found, key=lambda m: -m[3])[:top_k]
+
+    def like(self, model: ZeroShotVideoClassifier, video: str, top_k: int = 5) -> list[tuple[str, float]]:
+        """The ``top_k`` indexed videos most similar to ``video`` (itself left out), best first."""
+        self.check(model)
+        resolved = [str(Path(p).resolve()) for p in self.paths]
+        mine = str(Path(video).resolve())
+        query = (self.embeddings[resolved.index(mine)] if mine in resolved
+                 else model.encode_videos([video])[0].to(self.embeddings))
+        scores = self.embeddings @ query
+        order = [i for i in scores.argsort(descending=True).tolist() if resolved[i] != mine]
+        return [(self.paths[i], float(scores[i])) for i in order[:top_k]]
+
     def save(self, path: str | Path) -> None:
         """Write the index atomically (a kill leaves the previous index whole)."""
         state = {"backbone": self.backbone, "model_name": self.model_name, "pretrained": self.pretrained,
-                 "paths": self.paths, "stamps": self.stamps, "embeddings": self.embeddings}
+                 "paths": self.paths, "stamps": self.stamps, "embeddings": self.embeddings,
+                 "frames": self.frames, "times": self.times}
         atomic_write(path, lambda tmp: torch.save(state, tmp))
 
     @classmethod
@@ -93,7 +139,8 @@ class VideoIndex:
         try:
             d = torch.load(path, weights_only=True)
             index = cls(d["backbone"], list(d["paths"]), [tuple(s) for s in d["stamps"]], d["embeddings"],
-                        d.get("model_name"), d.get("pretrained"))
+                        d.get("model_name"), d.get("pretrained"), list(d.get("frames", [])),
+                        [list(t) for t in d.get("times", [])])
         except FileNotFoundError:
             raise IndexFileError(f"index not found: {path} (build it with: python -m zsvc_pl.search index FOLDER "
                               f"--index {path})") from None
@@ -103,6 +150,10 @@ class VideoIndex:
         if index.paths and (emb.dim() != 2 or len(emb) != len(index.paths) or not torch.isfinite(emb).all()
                             or not torch.allclose(emb.norm(dim=-1), torch.ones(len(emb)), atol=1e-3)):
             raise IndexFileError(f"{path} is damaged (vectors do not match its {len(index.paths)} videos); index again")
+        if index.frames and (len(index.frames) != len(index.paths) or len(index.times) != len(index.paths)
+                             or not all(torch.isfinite(f).all() and len(f) == len(t)
+                                        for f, t in zip(index.frames, index.times))):
+            raise IndexFileError(f"{path} is damaged (frame features do not match its videos); index again")
         return index
 
 
@@ -111,24 +162,35 @@ def main(argv: list[str] | None = None) -> int:
     from zsvc_pl.api import ZeroShotVideoClassifier
 
     parser = argparse.ArgumentParser(description="index a video folder, then search it with free text")
-    parser.add_argument("command", choices=["index", "query"])
-    parser.add_argument("target", help="folder to index, or the query text")
+    parser.add_argument("command", choices=["index", "query", "like"])
+    parser.add_argument("target", help="folder to index, the query text, or (like) a video file")
     parser.add_argument("--index", required=True, help="index file")
     parser.add_argument("--model-name", default=None, help="default: the index's backbone, else ViT-B-32")
     parser.add_argument("--pretrained", default=None, help="default: the index's weights, else openai")
     parser.add_argument("--num-frames", type=int, default=None)
     parser.add_argument("--top-k", type=int, default=5)
+    parser.add_argument("--moments", action="store_true", help="query: CSV rows path,start,end,score (seconds)")
     args = parser.parse_args(argv)
     index_file = Path(args.index)
     try:
-        index = VideoIndex.load(index_file) if args.command == "query" or index_file.exists() else None
+        index = VideoIndex.load(index_file) if args.command != "index" or index_file.exists() else None
         model_name = args.model_name or (index.model_name if index else None) or "ViT-B-32"
         pretrained = args.pretrained or (index.pretrained if index else None) or "openai"
         kw = {"num_frames": args.num_frames} if args.num_frames else {}
         clf = ZeroShotVideoClassifier(model_name=model_name, pretrained=pretrained,
                                       feature_cache=index_file.with_name(index_file.name + ".features"), **kw)
-        if args.command == "query":
-            for rank, (path, score) in enumerate(index.search(clf, args.target, args.top_k), 1):
+        if args.command == "query" and args.moments:
+            if len(index.frames) != len(index.paths):
+                raise IndexFileError(f"{index_file} holds no frame features (made by an older version): index again")
+            writer = csv.writer(sys.stdout)
+            writer.writerow(["path", "start", "end", "score"])
+            for path, start, end, score in index.moments(clf, args.target, args.top_k):
+                writer.writerow([path, f"{start:.2f}", f"{end:.2f}", f"{score:.4f}"])
+            return 0
+        if args.command in ("query", "like"):
+            found = (index.search(clf, args.target, args.top_k) if args.command == "query"
+                     else index.like(clf, args.target, args.top_k))
+            for rank, (path, score) in enumerate(found, 1):
                 print(f"{rank}. {score:.3f}  {path}")
             return 0
         index = index or VideoIndex(clf.backbone_identity, model_name=model_name, pretrained=pretrained)

@@ -89,6 +89,13 @@ class FrameReader:
                  for c in range(len(clips))]
         return Clip(torch.cat(views), clips, video.fps)
 
+    def times(self, path: str) -> list[float]:
+        """Seconds of the frames ``read`` samples from the first clip of ``path``, from the container's metadata
+        (no decode; adaptive sampling runs its cheap probe pass)."""
+        video = open_video(path, short_side=self.frame_size, backend=self.backend)
+        clip = self._adaptive(path, video.num_frames) if self.sampler.adaptive else self.sampler(video.num_frames)[0]
+        return [i / video.fps for i in clip]
+
     def _adaptive(self, path: str, num_total: int) -> list[int]:
         """Frame indices from a cheap low-resolution probe pass (32 px) over the video."""
         positions = sorted(set(segment_indices(num_total, min(self.sampler.probe_frames, num_total))))

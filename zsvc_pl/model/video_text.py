@@ -193,8 +193,7 @@ def create_model(
     """The one factory: backbone by name and weights, prompts, aggregator and optional CoOp vectors."""
     bb = load_clip(model_name, pretrained, cache_dir)
     apply_token_merging(bb.model.visual, token_merging)
-    if quantize:
-        quantize_image_tower(bb.model)
+    quantized = quantize and quantize_image_tower(bb.model, only_if_faster=True)
     learner = None
     if n_ctx > 0 or ctx_init:
         names = validate_labels(class_names) if class_names else None
@@ -205,4 +204,4 @@ def create_model(
         bb, load_templates(templates),
         build_temporal(temporal, bb.embed_dim, temporal_depth, temporal_heads, max_frames, attention_temperature),
         learner, load_descriptions(descriptions) if descriptions else None, descriptions_mode, zs_mix,
-        (f"|tome{token_merging}" if token_merging else "") + ("|int8" if quantize else ""))
+        (f"|tome{token_merging}" if token_merging else "") + ("|int8" if quantized else ""))
