@@ -158,6 +158,11 @@ def main(args: ArgsType = None, run: bool = True) -> ZsvcCLI:
 
 
 def console() -> int:
-    """The ``zsvc`` console script and ``python -m zsvc_pl``: exit code 0 after a successful run."""
+    """The ``zsvc`` console script and ``python -m zsvc_pl``: exit code 0 after a successful run. ``watch``
+    (a live source, no dataset or trainer) has its own parser in ``zsvc_pl.watch``."""
+    if sys.argv[1:2] == ["watch"]:
+        from zsvc_pl.watch import main as watch_main
+
+        return watch_main(sys.argv[2:])
     main()
     return 0

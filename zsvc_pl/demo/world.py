@@ -173,6 +173,34 @@ def write_video(path: str | Path, frames: np.ndarray, fps: int = 8) -> None:
             container.mux(packet)
 
 
+def write_event_stream(path: str | Path, events: list[tuple[str, str, float, float]] | None = None,
+                       seconds: int = 6, fps: int = 8, size: int = 64, seed: int = 0) -> Path:
+    """An MPEG-TS stream (readable from a pipe) of a textured background on which each ``(colour, shape, start,
+    end)`` object shows, still, from ``start`` to ``end`` seconds. Default: a red circle 1.0-2.5 s, a blue
+    square 3.5-5.0 s."""
+    import av
+
+    events = events if events is not None else [("red", "circle", 1.0, 2.5), ("blue", "square", 3.5, 5.0)]
+    rng = np.random.default_rng(seed)
+    bg = background(rng, size)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w", format="mpegts") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width = stream.height = size
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"qp": "16", "preset": "veryfast"}
+        for i in range(seconds * fps):
+            on = [(c, s) for c, s, start, end in events if start <= i / fps < end]
+            img = (draw(bg, on[0][1], on[0][0], size / 2, size / 2, size * 0.19, rng, 3) if on
+                   else np.clip(bg + rng.normal(0, 3, bg.shape), 0, 255).astype(np.uint8))
+            for packet in stream.encode(av.VideoFrame.from_ndarray(rgb_to_yuv420p(img), format="yuv420p")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
 def generate_dataset(root: str | Path, videos_per_class: dict[str, int] | None = None,
                      classes: list[tuple[str, str, str]] | None = None, seed: int = 0, size: int = 96,
                      num_frames: int = 16, fps: int = 8, layout: str = "folder", labels: str = "motion",

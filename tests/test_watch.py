@@ -1,0 +1,84 @@
+"""Live sources: a demo stream fed through a pipe in real time gives the right events at the right times."""
+
+import io
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from zsvc_pl.data.stream import LiveFrames
+from zsvc_pl.demo.world import write_event_stream
+from zsvc_pl.watch import EventTracker
+from zsvc_pl.watch import main as watch_main
+
+FPS = 8
+TRUTH = [("a red circle", 1.0, 2.5), ("a blue square", 3.5, 5.0)]  # label, start, end (seconds)
+
+
+def event_stream(path: Path) -> Path:
+    return write_event_stream(path, [(*label.split()[1:], start, end) for label, start, end in TRUTH])
+
+
+def test_hysteresis_makes_one_event_per_stretch():
+    tracker = EventTracker(["a", "b"], threshold=0.5, hysteresis=0.1)
+    out = []
+    for t, a in enumerate([0.2, 0.6, 0.45, 0.55, 0.35, 0.6, 0.3]):
+        out += tracker.update(float(t), [a, 0.0])
+    out += tracker.close_all()
+    assert out == [{"label": "a", "start": 1.0, "end": 3.0, "peak": 0.6},  # 0.45 stays within the hysteresis
+                   {"label": "a", "start": 5.0, "end": 5.0, "peak": 0.6}]
+
+
+def test_a_stream_through_a_pipe_in_real_time_gives_events_at_the_right_times(tmp_path):
+    from zsvc_pl.model.backbone import DEMO_WEIGHTS
+
+    if not DEMO_WEIGHTS.is_file():
+        pytest.skip("demo weights not built")
+    data = event_stream(tmp_path / "live.ts").read_bytes()
+    labels = tmp_path / "labels.txt"
+    labels.write_text("\n".join(label for label, _, _ in TRUTH) + "\n")
+    events = tmp_path / "events.jsonl"
+    window = 1.0
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "zsvc_pl", "watch", "-", "--labels", str(labels), "--events", str(events),
+         "--threshold", "0.6", "--window", str(window), "--hop", "0.25", "--model-name", "demo",
+         "--pretrained", "demo"], stdin=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path)
+    chunks = np.array_split(np.frombuffer(data, dtype=np.uint8), 24)
+    for chunk in chunks:  # 6 s of video over 6 s of wall time
+        proc.stdin.write(chunk.tobytes())
+        proc.stdin.flush()
+        time.sleep(6 / len(chunks))
+    proc.stdin.close()
+    assert proc.wait(timeout=120) == 0
+    summary = json.loads(proc.stderr.read().decode().strip().splitlines()[-1].split("watch: ", 1)[1])
+    found = [json.loads(line) for line in events.read_text().splitlines()]
+    assert [e["label"] for e in found] == [label for label, _, _ in TRUTH]
+    for event, (_, start, end) in zip(found, TRUTH):
+        assert abs(event["start"] - start) <= window and abs(event["end"] - end) <= window
+    assert summary["frames_skipped"] == 0 and summary["windows"] >= 15 and summary["latency_max_s"] is not None
+
+
+def test_a_slow_consumer_of_a_live_source_skips_frames_with_bounded_memory(tmp_path, monkeypatch):
+    data = event_stream(tmp_path / "live.ts").read_bytes()
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data)))
+    frames = LiveFrames("-", rate=8, frame_size=32, buffer=4)
+    time.sleep(3)  # the source arrives far faster than it is taken
+    got = list(frames)
+    assert len(got) == 4 and len(frames.skipped) == 48 - 4
+    assert [t for t, _ in got] == sorted(t for t, _ in got) and got[-1][0] == pytest.approx(47 / 8)
+    assert got[0][1].shape == (3, 32, 32)
+
+
+def test_a_source_that_cannot_be_opened_is_one_line_and_exit_2(tmp_path, capsys):
+    (tmp_path / "labels.txt").write_text("a red circle\n")
+    with pytest.raises(SystemExit) as exit_info:
+        watch_main(["http://127.0.0.1:9/none.ts", "--labels", str(tmp_path / "labels.txt"), "--events",
+                    str(tmp_path / "e.jsonl"), "--threshold", "0.5", "--reconnects", "0", "--model-name", "demo",
+                    "--pretrained", "demo"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("zsvc_pl watch: error: http://127.0.0.1:9/none.ts:")
