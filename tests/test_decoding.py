@@ -271,3 +271,18 @@ def test_one_scaler_per_video_gives_the_pixels_of_a_per_frame_conversion(ramp_vi
         for frame in frames:
             expected = frame.to_ndarray(format="rgb24", width=w, height=h)
             assert np.array_equal(_to_rgb(frame, short_side, reformatter), expected)
+
+
+def test_mpeg_ts_frames_are_the_frames_asked_for(tmp_path):
+    """decord returned frames 8-12 positions late from an MPEG-TS stream: auto must not use it there."""
+    import av
+
+    from zsvc_pl.demo.world import write_event_stream
+
+    path = str(write_event_stream(tmp_path / "live.ts"))
+    with av.open(path) as container:
+        full = np.stack([f.to_ndarray(format="rgb24") for f in container.decode(container.streams.video[0])])
+    video = open_video(path)
+    assert video.num_frames == 48
+    wanted = [0, 8, 16, 24, 40, 47]
+    assert np.array_equal(read_frames(video, wanted, path), full[wanted])

@@ -48,6 +48,7 @@ class Video(Protocol):
 
 
 BACKENDS = ("auto", "sparse", "decord", "pyav")
+_NO_DECORD_FORMATS = ("mpegts",)  # read by sequential PyAV instead (see open_video)
 
 
 def _decord_available() -> bool:
@@ -64,8 +65,8 @@ def open_video(path: str | Path, short_side: int | None = None, backend: str = "
     ``backend`` names the first reader to try: ``"sparse"`` (PyAV decoding only what the requested frames
     depend on; MP4/MOV/MKV/WebM with presentation timestamps), ``"decord"``, or ``"pyav"`` (sequential PyAV
     decode, reads whatever FFmpeg reads and is the last resort of the others). ``"auto"``: sparse where it
-    applies, decord for the rest (AVI, elementary streams). Raises ``VideoDecodeError`` naming the file and the
-    reason when no reader can read it.
+    applies, decord for the rest (AVI, elementary streams) except MPEG-TS, which sequential PyAV reads. Raises
+    ``VideoDecodeError`` naming the file and the reason when no reader can read it.
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
@@ -81,7 +82,7 @@ def open_video(path: str | Path, short_side: int | None = None, backend: str = "
             if not container.streams.video:
                 raise VideoDecodeError(path, "no video stream in the file")
             ctx = container.streams.video[0].codec_context
-            width, height = ctx.width, ctx.height
+            width, height, container_format = ctx.width, ctx.height, container.format.name
             check_frame_size(path, width, height)
             if backend in ("auto", "sparse") and container.format.name in _SparseVideo.FORMATS:
                 try:
@@ -94,8 +95,9 @@ def open_video(path: str | Path, short_side: int | None = None, backend: str = "
         raise
     except Exception as e:  # PyAV raises many error types for garbage input
         raise VideoDecodeError(path, f"not a readable video ({type(e).__name__}: {e})") from e
+    # decord returned frames 8-12 positions late from MPEG-TS (H.264, 8 fps), index 0 included: never seek there
     use_decord = (backend in ("auto", "decord") and _decord_available() and p.suffix.lower() != ".gif"
-                  and utf8_name(path))
+                  and utf8_name(path) and container_format not in _NO_DECORD_FORMATS)
     if use_decord:
         try:
             video = _DecordVideo(path, short_side, width, height)
