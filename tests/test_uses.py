@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from zsvc_pl.demo.world import background, draw, generate_dataset, static_label, write_video
 from zsvc_pl.moderation import flag_videos, load_rules
@@ -165,3 +166,41 @@ def test_moments_within_one_frame_step_and_videos_like_a_video(tmp_path, capsys)
     assert search_main(["like", red2, *common, "--top-k", "5"]) == 0
     ranked = capsys.readouterr().out.splitlines()
     assert ranked[0].endswith("red3.mp4") and len(ranked) == 4  # itself left out
+
+
+def test_approximate_index_recalls_the_exact_neighbours():
+    pytest.importorskip("faiss")
+    from zsvc_pl.vector_index import ApproximateIndex, nearest
+
+    g = torch.Generator().manual_seed(0)
+    centres = torch.randn(50, 64, generator=g)
+    x = torch.nn.functional.normalize(centres[torch.randint(0, 50, (5000,), generator=g)]
+                                      + 0.3 * torch.randn(5000, 64, generator=g), dim=-1)
+    ann = ApproximateIndex.build(x)
+    hits = 0
+    for q in x[:50]:
+        exact, approx = nearest(x, q, 10)[1], nearest(x, q, 10, ann)[1]
+        assert approx[0] == exact[0]  # a stored vector finds itself first
+        hits += len(set(exact.tolist()) & set(approx.tolist()))
+    assert hits / 500 >= 0.95
+
+
+def test_large_indexes_get_an_approximate_index_beside_them(demo_model, library, tmp_path, monkeypatch):
+    pytest.importorskip("faiss")
+    from zsvc_pl import vector_index
+
+    monkeypatch.setattr(vector_index, "ANN_MIN", 3)  # "large" from 3 videos, to test the plumbing
+    idx = tmp_path / "v.idx"
+    index = VideoIndex(demo_model.backbone_identity)
+    index.update(demo_model, sorted(str(p) for p in library.rglob("*.mp4")))
+    exact = index.search(demo_model, "a blue square", top_k=4)
+    index.save(idx)
+    assert Path(str(idx) + ".ann").is_file()
+    loaded = VideoIndex.load(idx)
+    assert loaded.ann is not None and len(loaded.ann) == 4
+    approx = loaded.search(demo_model, "a blue square", top_k=4)
+    assert [p for p, _ in approx] == [p for p, _ in exact]
+    assert approx[0][1] == pytest.approx(exact[0][1], abs=1e-5)
+    loaded.update(demo_model, [p for p, _ in exact[:2]])  # below the size: back to exact, no stale file
+    loaded.save(idx)
+    assert not Path(str(idx) + ".ann").exists() and VideoIndex.load(idx).ann is None

@@ -10,7 +10,9 @@ The index stores video embeddings with each file's size and modification time, a
 weights) they were made with; indexing again adds new or changed files and drops deleted ones without
 re-encoding the rest. ``query`` rebuilds that backbone unless told otherwise, and refuses another one. Frame
 features go to the feature cache beside the index. The index file is replaced atomically and checked on load.
-For moments the index also keeps each video's frame features and their times (from the same decode); a
+From ``vector_index.ANN_MIN`` videos (10^5) an approximate
+index (FAISS IVF-Flat, optional) is written beside it (``.ann``) and serves text and video queries. For
+moments the index also keeps each video's frame features and their times (from the same decode); a
 moment is the stretch of frames around a video's best frame for the query that score at least halfway
 between the video's lowest frame score and that peak (full width at half maximum), padded by half a frame
 step on each side.
@@ -20,6 +22,8 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
+import json
 import os
 import sys
 from pathlib import Path
@@ -28,7 +32,9 @@ from typing import TYPE_CHECKING, Sequence
 import torch
 
 from zsvc_pl.data.annotations import list_videos
+from zsvc_pl import vector_index
 from zsvc_pl.data.outputs import atomic_write, output_lock
+from zsvc_pl.vector_index import ApproximateIndex, ann_available, nearest
 
 if TYPE_CHECKING:
     from zsvc_pl.api import ZeroShotVideoClassifier
@@ -52,6 +58,8 @@ class VideoIndex:
         self.embeddings = embeddings if embeddings is not None else torch.empty(0, 0)
         self.frames = frames if frames is not None else []  # per video: frame features [T, D]
         self.times = times if times is not None else []  # per video: seconds of those frames
+        self.ann: ApproximateIndex | None = None  # from ANN_MIN videos, with faiss: see zsvc_pl.vector_index
+        self._ann_stale = False
 
     @staticmethod
     def _stamp(path: str) -> tuple[int, int]:
@@ -84,6 +92,7 @@ class VideoIndex:
         self.times = [self.times[i] for i in keep.values()] + [reader.times(p) for p in new_paths]
         self.paths = kept_paths + new_paths
         self.stamps = [self._stamp(p) for p in self.paths]
+        self._ann_stale = True
         return {"kept": len(kept_paths), "added": len(new_paths), "failed": failed}
 
     def search(self, model: ZeroShotVideoClassifier, query: str, top_k: int = 5) -> list[tuple[str, float]]:
@@ -91,10 +100,8 @@ class VideoIndex:
         self.check(model)
         if not self.paths:
             return []
-        text = model.encode_labels([query]).to(self.embeddings.device)
-        scores = (self.embeddings @ text.T).squeeze(1)
-        best = scores.topk(min(top_k, len(self.paths)))
-        return [(self.paths[i], float(s)) for s, i in zip(best.values.tolist(), best.indices.tolist())]
+        scores, rows = nearest(self.embeddings, model.encode_labels([query])[0], top_k, self.ann)
+        return [(self.paths[i], float(s)) for s, i in zip(scores.tolist(), rows.tolist())]
 
     def moments(self, model: ZeroShotVideoClassifier, query: str,
                 top_k: int = 5) -> list[tuple[str, float, float, float]]:
@@ -122,16 +129,30 @@ class VideoIndex:
         mine = str(Path(video).resolve())
         query = (self.embeddings[resolved.index(mine)] if mine in resolved
                  else model.encode_videos([video])[0].to(self.embeddings))
-        scores = self.embeddings @ query
-        order = [i for i in scores.argsort(descending=True).tolist() if resolved[i] != mine]
-        return [(self.paths[i], float(scores[i])) for i in order[:top_k]]
+        scores, rows = nearest(self.embeddings, query, top_k + 1, self.ann)
+        found = [(self.paths[i], float(s)) for s, i in zip(scores.tolist(), rows.tolist()) if resolved[i] != mine]
+        return found[:top_k]
 
     def save(self, path: str | Path) -> None:
         """Write the index atomically (a kill leaves the previous index whole)."""
         state = {"backbone": self.backbone, "model_name": self.model_name, "pretrained": self.pretrained,
                  "paths": self.paths, "stamps": self.stamps, "embeddings": self.embeddings,
-                 "frames": self.frames, "times": self.times}
+                 "frames": self.frames, "times": self.times, "ann": None}
+        ann_file = Path(str(path) + ".ann")
+        if len(self.paths) >= vector_index.ANN_MIN and ann_available():
+            if self.ann is None or len(self.ann) != len(self.paths) or self._ann_stale:
+                self.ann = ApproximateIndex.build(self.embeddings)
+            self.ann.save(ann_file)
+            state["ann"] = self._digest()
+        else:
+            self.ann = None
+            ann_file.unlink(missing_ok=True)
+        self._ann_stale = False
         atomic_write(path, lambda tmp: torch.save(state, tmp))
+
+    def _digest(self) -> str:
+        """What the approximate index was built from: the files and their stamps, in order."""
+        return hashlib.sha1(json.dumps([self.paths, self.stamps]).encode()).hexdigest()
 
     @classmethod
     def load(cls, path: str | Path) -> "VideoIndex":
@@ -154,6 +175,12 @@ class VideoIndex:
                              or not all(torch.isfinite(f).all() and len(f) == len(t)
                                         for f, t in zip(index.frames, index.times))):
             raise IndexFileError(f"{path} is damaged (frame features do not match its videos); index again")
+        ann_file = Path(str(path) + ".ann")
+        if d.get("ann") and d["ann"] == index._digest() and ann_file.is_file() and ann_available():
+            try:
+                index.ann = ApproximateIndex.load(ann_file)
+            except RuntimeError:  # a damaged .ann: exact search still answers, and the next save rebuilds it
+                index._ann_stale = True
         return index
 
 
