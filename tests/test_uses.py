@@ -166,6 +166,14 @@ def test_moments_within_one_frame_step_and_videos_like_a_video(tmp_path, capsys)
     assert search_main(["like", red2, *common, "--top-k", "5"]) == 0
     ranked = capsys.readouterr().out.splitlines()
     assert ranked[0].endswith("red3.mp4") and len(ranked) == 4  # itself left out
+    # like a moment: the red circle's stretch of red.mp4 finds the red videos, its empty stretch does not
+    assert search_main(["like", red, *common, "--start", "2.0", "--end", "3.0", "--top-k", "2"]) == 0
+    assert all("red" in line for line in capsys.readouterr().out.splitlines())
+    assert search_main(["like", red, *common, "--start", "0", "--end", "1.5", "--top-k", "1"]) == 0
+    assert "red" not in capsys.readouterr().out.splitlines()[0].rsplit("/", 1)[1]
+    with pytest.raises(SystemExit):
+        search_main(["like", red, *common, "--start", "9", "--end", "10"])
+    assert "no indexed frame between 9.0 s and 10.0 s" in capsys.readouterr().err
 
 
 def test_approximate_index_recalls_the_exact_neighbours():

@@ -5,6 +5,7 @@ videos like a given one.
     python -m zsvc_pl.search query "a person riding a horse" --index videos.idx --top-k 5
     python -m zsvc_pl.search query "a person riding a horse" --index videos.idx --moments   # CSV path,start,end,score
     python -m zsvc_pl.search like /videos/horse.mp4 --index videos.idx                      # more like this
+    python -m zsvc_pl.search like /videos/match.mp4 --start 12 --end 15 --index videos.idx  # like this moment
 
 The index stores video embeddings with each file's size and modification time, and the backbone (name and
 weights) they were made with; indexing again adds new or changed files and drops deleted ones without
@@ -30,9 +31,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 import torch
+import torch.nn.functional as F
 
-from zsvc_pl.data.annotations import list_videos
 from zsvc_pl import vector_index
+from zsvc_pl.data.annotations import list_videos
 from zsvc_pl.data.outputs import atomic_write, output_lock
 from zsvc_pl.vector_index import ApproximateIndex, ann_available, nearest
 
@@ -122,14 +124,27 @@ class VideoIndex:
             found.append((path, max(0.0, times[lo] - half), times[hi] + half, float(s[peak])))
         return sorted(found, key=lambda m: -m[3])[:top_k]
 
-    def like(self, model: ZeroShotVideoClassifier, video: str, top_k: int = 5) -> list[tuple[str, float]]:
-        """The ``top_k`` indexed videos most similar to ``video`` (itself left out), best first."""
+    def like(self, model: ZeroShotVideoClassifier, video: str, top_k: int = 5, start: float | None = None,
+             end: float | None = None) -> list[tuple[str, float]]:
+        """The ``top_k`` indexed videos most similar to ``video`` (itself left out), best first; with ``start``
+        and/or ``end`` (seconds), to that moment of it: the mean of its frame features in that stretch."""
         self.check(model)
         resolved = [str(Path(p).resolve()) for p in self.paths]
         mine = str(Path(video).resolve())
-        query = (self.embeddings[resolved.index(mine)] if mine in resolved
-                 else model.encode_videos([video])[0].to(self.embeddings))
-        scores, rows = nearest(self.embeddings, query, top_k + 1, self.ann)
+        row = resolved.index(mine) if mine in resolved else None
+        if start is None and end is None:
+            query = self.embeddings[row] if row is not None else model.encode_videos([video])[0]
+        else:
+            if row is not None:
+                frames, times = self.frames[row], self.times[row]
+            else:
+                frames, times = model.encode_videos_and_frames([video])[1][0], model.reader().times(video)
+            inside = [i for i, t in enumerate(times) if (start or 0.0) <= t <= (end if end is not None else t)]
+            if not inside:
+                raise ValueError(f"{video}: no indexed frame between {start} s and {end} s "
+                                 f"(frames at {', '.join(f'{t:.2f}' for t in times[:8])} s ...)")
+            query = F.normalize(frames[inside].mean(0), dim=-1)
+        scores, rows = nearest(self.embeddings, query.to(self.embeddings), top_k + 1, self.ann)
         found = [(self.paths[i], float(s)) for s, i in zip(scores.tolist(), rows.tolist()) if resolved[i] != mine]
         return found[:top_k]
 
@@ -197,6 +212,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--num-frames", type=int, default=None)
     parser.add_argument("--top-k", type=int, default=5)
     parser.add_argument("--moments", action="store_true", help="query: CSV rows path,start,end,score (seconds)")
+    parser.add_argument("--start", type=float, default=None, help="like: the moment of the video from (s)")
+    parser.add_argument("--end", type=float, default=None, help="like: the moment of the video to (s)")
     args = parser.parse_args(argv)
     index_file = Path(args.index)
     try:
@@ -216,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command in ("query", "like"):
             found = (index.search(clf, args.target, args.top_k) if args.command == "query"
-                     else index.like(clf, args.target, args.top_k))
+                     else index.like(clf, args.target, args.top_k, args.start, args.end))
             for rank, (path, score) in enumerate(found, 1):
                 print(f"{rank}. {score:.3f}  {path}")
             return 0
