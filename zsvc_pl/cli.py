@@ -21,6 +21,7 @@ from lightning.pytorch.cli import ArgsType, LightningCLI, SaveConfigCallback
 
 from zsvc_pl.data.datamodule import VideoDataModule
 from zsvc_pl.train.callbacks import RunReport
+from zsvc_pl.train.run_card import RunCard
 from zsvc_pl.train.checkpoints import MOVED_HPARAMS
 from zsvc_pl.train.figures import ResultPlots
 from zsvc_pl.train.predictions import PredictionWriter
@@ -66,6 +67,7 @@ class ZsvcCLI(LightningCLI):
         parser.link_arguments("data.base_classes", "model.base_classes", apply_on="instantiate")
         parser.add_lightning_class_args(PredictionWriter, "predictions")
         parser.add_lightning_class_args(RunReport, "report")
+        parser.add_lightning_class_args(RunCard, "run_card")
         parser.add_lightning_class_args(ResultPlots, "plots")
 
     def _parse_ckpt_path(self) -> None:

@@ -109,6 +109,7 @@ class VideoClassificationTask(LightningModule):
         self.feature_cache = None
         self.label_prompts: list | None = None  # a label set's texts per label (test/predict)
         self.examples: ExampleMemory | None = None  # a label set's example clips
+        self.video_predictions: dict[str, str] = {}  # path -> top label of the current test/predict (run card)
 
     @property
     def backbone_identity(self) -> str:
@@ -187,6 +188,8 @@ class VideoClassificationTask(LightningModule):
             return
         logits = self._scores(batch)
         probs = logits.softmax(-1).mean(1)
+        names = self._require_labels()
+        self.video_predictions.update(zip(batch["path"], [names[i] for i in probs.argmax(-1).tolist()]))
         self.metrics[stage].update(probs, batch["label"])
         self.counts[stage].update(len(batch["label"]))
         self.open_scores[stage].update(open_set_score(logits.mean(1) / self.model.logit_scale))
@@ -232,6 +235,7 @@ class VideoClassificationTask(LightningModule):
         for row, b in zip(rows, best):
             if threshold is not None and b < threshold:  # "none of these" first, with its open-set score
                 row["labels"], row["scores"] = [NONE_LABEL] + row["labels"], [b] + row["scores"]
+        self.video_predictions.update((row["path"], row["labels"][0]) for row in rows)
         return rows
 
     def _scores(self, batch: dict) -> torch.Tensor:
