@@ -19,7 +19,8 @@ ROOT = Path(__file__).parents[1]
 
 
 def tiny(stage, *extra, config=None):
-    return [stage, *(["--config", str(config)] if config else []), "--model.model_name", str(TINY_CONFIG), "--data.frame_size", "32", "--data.num_frames", "4",
+    return [stage, *(["--config", str(config)] if config else []), "--model.model_name", str(TINY_CONFIG),
+            "--data.frame_size", "32", "--data.num_frames", "4",
             "--data.num_workers", "0", "--trainer.enable_progress_bar", "false", *extra]
 
 

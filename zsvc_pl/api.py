@@ -60,7 +60,8 @@ class ZeroShotVideoClassifier:
         example_weight: how much labels' example clips count against their words (``zsvc_pl.model.examples``).
     """
 
-    def __init__(self, model_name: str = "ViT-B-32", pretrained: str | None = "openai", templates: str | list[str] = "video",
+    def __init__(self, model_name: str = "ViT-B-32", pretrained: str | None = "openai",
+                 templates: str | list[str] = "video",
                  descriptions: str | None = None, descriptions_mode: str = "add", temporal: str = "mean",
                  num_frames: int = DEFAULT_NUM_FRAMES, sampling: str = "uniform", frame_size: int | None = None,
                  num_workers: int = 2, backend: str = "auto", decode_timeout: float | None = 60.0,

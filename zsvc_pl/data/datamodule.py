@@ -234,7 +234,8 @@ class VideoDataModule(LightningDataModule):
         sampler = FrameSampler(hp.num_frames, 1 if train or adaptive else hp.num_clips, random=train, adaptive=adaptive)
         reader = FrameReader(sampler, hp.frame_size, 1 if train else hp.num_crops, hp.backend, hp.decode_timeout)
         positions = hp.cache_positions or 2 * hp.num_frames
-        return VideoClassificationDataset(records, reader, hp.on_error, self.feature_cache, positions if train else None)
+        return VideoClassificationDataset(records, reader, hp.on_error, self.feature_cache,
+                                          positions if train else None)
 
     def setup(self, stage: str) -> None:
         """Build the datasets that ``stage`` needs."""

@@ -14,7 +14,8 @@ def _split(label: str) -> tuple[str, str | None]:
     return head, (direction if sep else None)
 
 
-def attribute_accuracy(model: ZeroShotVideoClassifier, root: str | Path, labels: list[str], batch_size: int = 16) -> dict[str, float]:
+def attribute_accuracy(model: ZeroShotVideoClassifier, root: str | Path, labels: list[str],
+                       batch_size: int = 16) -> dict[str, float]:
     """Top-1 over ``labels`` for every video under ``root/<label>/``, and how often the prediction gets
     colour+shape right and (for motion labels) the direction right. Chance for direction is 1/4."""
     paths, truth = [], []
