@@ -80,3 +80,46 @@ def test_int8_image_tower_keeps_the_embeddings_without_deprecated_calls():
     assert type(int8.visual.transformer.resblocks[0].mlp.c_fc.weight) is not torch.nn.Parameter
     assert not torch.equal(reference, quantized)  # the int8 tower really runs
     assert F.cosine_similarity(reference, quantized).min() > 0.995
+
+
+def _tiny_transformers_clip(folder):
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    config = transformers.CLIPConfig(
+        text_config=dict(vocab_size=49408, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, max_position_embeddings=77, bos_token_id=49406, eos_token_id=49407),
+        vision_config=dict(image_size=32, patch_size=8, hidden_size=48, intermediate_size=96, num_hidden_layers=2,
+                           num_attention_heads=4), projection_dim=24)
+    model = transformers.CLIPModel(config).eval()
+    model.save_pretrained(folder)
+    return model
+
+
+def test_a_transformers_clip_folder_gives_the_same_embeddings_as_transformers(tmp_path):
+    hf = _tiny_transformers_clip(tmp_path / "hf-clip")
+    bb = load_clip("ViT-B-32", str(tmp_path / "hf-clip"))  # the folder's own architecture is used
+    assert bb.identity.startswith("transformers:hf-clip:weights=") and bb.image_size == 32 and bb.embed_dim == 24
+    pixels = torch.randn(3, 3, 32, 32)
+    ids = bb.tokenizer(["a red circle", "a video of a blue square moving to the left"])
+    with torch.no_grad():
+        image_hf, text_hf = hf.get_image_features(pixel_values=pixels), hf.get_text_features(input_ids=ids)
+        image_hf = getattr(image_hf, "pooler_output", image_hf)
+        text_hf = getattr(text_hf, "pooler_output", text_hf)
+        assert torch.allclose(bb.model.encode_image(pixels), image_hf, atol=1e-5)
+        assert torch.allclose(bb.model.encode_text(ids), text_hf, atol=1e-5)
+
+
+def test_a_transformers_checkpoint_that_does_not_fit_names_the_keys(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from zsvc_pl.model.converters import ConversionError
+
+    _tiny_transformers_clip(tmp_path / "hf-clip")
+    weights = tmp_path / "hf-clip" / "model.safetensors"
+    state = load_file(str(weights))
+    state["vision_model.extra_head.weight"] = torch.zeros(2)
+    del state["text_model.final_layer_norm.weight"]
+    save_file(state, str(weights))
+    with pytest.raises(ConversionError, match=r"missing \['ln_final.weight'\], unexpected "
+                                              r"\['visual.extra_head.weight'\]"):
+        load_clip("ViT-B-32", str(tmp_path / "hf-clip"))

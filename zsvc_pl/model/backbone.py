@@ -20,6 +20,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from zsvc_pl.model.converters import is_hf_clip_folder, load_hf_clip
+
 log = logging.getLogger(__name__)
 
 ASSETS = Path(__file__).parents[1] / "assets"
@@ -161,18 +163,24 @@ def load_clip(model_name: str = "ViT-B-32", pretrained: str | None = "openai",
             stacklevel=2,
         )
         pretrained = None
-    model = _create(name, pretrained, cache_dir, model_name)
+    tokenizer = None
+    if pretrained is not None and is_hf_clip_folder(pretrained):  # a transformers CLIP: its own architecture
+        model, context_length = load_hf_clip(pretrained)
+        name = f"transformers:{Path(pretrained).name}"
+        tokenizer = open_clip.tokenizer.SimpleTokenizer(context_length=context_length)
+    else:
+        model = _create(name, pretrained, cache_dir, model_name)
     freeze(model)
     if pretrained is None:
         identity = f"{name}:random"
-    elif Path(pretrained).is_file():
+    elif Path(pretrained).is_file() or Path(pretrained).is_dir():
         identity = f"{name}:weights={weights_digest(model)[:16]}"
     else:
         identity = f"{name}:{pretrained}"
     pp = getattr(model.visual, "preprocess_cfg", {}) or {}
     size = pp.get("size", getattr(model.visual, "image_size", 224))
     size = size[0] if isinstance(size, (tuple, list)) else int(size)
-    tokenizer = open_clip.get_tokenizer(name, cache_dir=cache_dir)
+    tokenizer = tokenizer or open_clip.get_tokenizer(name, cache_dir=cache_dir)
     with torch.no_grad():
         embed_dim = int(model.encode_text(tokenizer(["a"])).shape[-1])
     return Backbone(
