@@ -98,7 +98,8 @@ def test_search_refuses_another_backbone_a_missing_or_damaged_index(demo_model, 
 def test_moderation_flags_with_time_span(demo_model, library, tmp_path):
     rules = tmp_path / "rules.yaml"
     rules.write_text("flags:\n  a red circle: 0.6\nothers: [a blue square, a green triangle, a yellow cross]\n")
-    flags, others = load_rules(rules)
+    flags, others, abstain = load_rules(rules)
+    assert abstain is None
     videos = sorted(str(p) for p in library.rglob("*.mp4"))
     found, errors = flag_videos(demo_model, videos, flags, others, num_frames=8)
     assert not errors
@@ -109,6 +110,21 @@ def test_moderation_flags_with_time_span(demo_model, library, tmp_path):
     moderation_main(["--rules", str(rules), "--videos", str(library), "--out", str(out), "--model-name", "demo",
                      "--pretrained", "demo", "--num-frames", "8"])
     assert [r["label"] for r in csv.DictReader(open(out))] == ["a red circle"]
+
+
+def test_moderation_abstains_on_videos_that_show_none_of_its_labels(demo_model, library, tmp_path):
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("flags:\n  a purple triangle: 0.5\nothers: [a purple cross]\n")  # none of the library's objects
+    videos = sorted(str(p) for p in library.rglob("*.mp4"))
+    flags, others, _ = load_rules(rules)
+    loose, _ = flag_videos(demo_model, videos, flags, others, num_frames=8)
+    assert loose  # a softmax over two labels always puts one of them above 0.5
+    rules.write_text("flags:\n  a purple triangle: 0.5\nothers: [a purple cross]\nabstain: 0.6\n")
+    flags, others, abstain = load_rules(rules)
+    assert abstain == 0.6 and flag_videos(demo_model, videos, flags, others, 8, abstain)[0] == []
+    rules.write_text("flags:\n  a red circle: 0.5\nothers: [a purple cross]\nabstain: 0.6\n")
+    found, _ = flag_videos(demo_model, videos, *load_rules(rules)[:2], 8, 0.6)
+    assert [f.path for f in found] == [video_of(library, "red", "circle")]  # what is there is still flagged
 
 
 def test_rules_are_validated(tmp_path):

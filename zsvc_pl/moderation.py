@@ -10,6 +10,8 @@ rules.yaml::
     others:                # ordinary content the flags are compared against (softmax over flags + others)
       - a person talking
       - a landscape
+    abstain: 0.25          # optional: frames whose best similarity to any label is lower show none of them
+                           # and flag nothing (test/abstain_at_95 on a labelled sample suggests a value)
 """
 
 from __future__ import annotations
@@ -41,8 +43,8 @@ class Flag:
     end_s: float
 
 
-def load_rules(path: str | Path) -> tuple[dict[str, float], list[str]]:
-    """Thresholds per flagged label and the list of ordinary labels, from YAML."""
+def load_rules(path: str | Path) -> tuple[dict[str, float], list[str], float | None]:
+    """Thresholds per flagged label, the list of ordinary labels and the abstention threshold, from YAML."""
     import yaml
 
     try:
@@ -66,12 +68,17 @@ def load_rules(path: str | Path) -> tuple[dict[str, float], list[str]]:
     others = data.get("others") or []
     if not isinstance(others, list):
         raise ValueError(f"{path}: 'others' must be a list of labels, got {type(others).__name__}")
-    return flags, [str(x) for x in others]
+    abstain = data.get("abstain")
+    if abstain is not None and not isinstance(abstain, (int, float)):
+        raise ValueError(f"{path}: 'abstain' must be a number (a similarity), got {abstain!r}")
+    return flags, [str(x) for x in others], None if abstain is None else float(abstain)
 
 
 def flag_videos(model: ZeroShotVideoClassifier, videos: Sequence[str], flags: dict[str, float],
-                others: Sequence[str] = (), num_frames: int | None = None) -> tuple[list[Flag], list[tuple[str, str]]]:
-    """Flags for every video (per-frame probabilities over flags + others), and the unreadable videos."""
+                others: Sequence[str] = (), num_frames: int | None = None,
+                abstain: float | None = None) -> tuple[list[Flag], list[tuple[str, str]]]:
+    """Flags for every video (per-frame probabilities over flags + others; with ``abstain``, frames far from
+    every label flag nothing), and the unreadable videos."""
     labels = list(flags) + [o for o in others if o not in flags]
     found, errors = [], []
     for path in videos:
@@ -80,6 +87,7 @@ def flag_videos(model: ZeroShotVideoClassifier, videos: Sequence[str], flags: di
         except VideoDecodeError as e:
             errors.append((e.path, e.reason))
             continue
+        tl = tl.abstaining(abstain) if abstain is not None else tl
         for label, threshold in flags.items():
             span = tl.span(label, threshold)
             if span:
@@ -102,12 +110,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--num-frames", type=int, default=None, help="frames per video (default: 8)")
     args = parser.parse_args(argv)
     try:
-        flags, others = load_rules(args.rules)
+        flags, others, abstain = load_rules(args.rules)
         videos = list_videos(args.videos)
         if not videos:
             raise ValueError(f"no video files under {args.videos}")
         model = ZeroShotVideoClassifier(model_name=args.model_name, pretrained=args.pretrained)
-        found, errors = flag_videos(model, videos, flags, others, args.num_frames)
+        found, errors = flag_videos(model, videos, flags, others, args.num_frames, abstain)
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         parser.exit(2, f"zsvc_pl.moderation: error: {str(e).splitlines()[0]}\n")
     atomic_write(args.out, lambda tmp: _write_flags(tmp, found))

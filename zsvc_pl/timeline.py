@@ -26,6 +26,15 @@ class Timeline:
     times: np.ndarray  # seconds, [T]
     scores: np.ndarray  # [T, C]
     frames: np.ndarray  # uint8 [T, S, S, 3], the frames that were scored
+    similarity: np.ndarray | None = None  # [T, C] cosine of each frame with each label's text
+
+    def abstaining(self, threshold: float) -> "Timeline":
+        """The same timeline with every label's score set to 0 on frames whose best similarity to any label is
+        below ``threshold``: frames that show none of the labels (``zsvc_pl.model.abstention``)."""
+        if self.similarity is None:
+            raise ValueError("this timeline carries no similarities")
+        scores = np.where(self.similarity.max(1, keepdims=True) < threshold, 0.0, self.scores)
+        return Timeline(self.path, self.labels, self.times, scores, self.frames, self.similarity)
 
     def peak(self, label: str) -> tuple[float, float]:
         """(time in seconds, score) where ``label`` scores highest."""
@@ -58,9 +67,10 @@ def video_timeline(model: VideoTextModel, reader: FrameReader, path: str | Path,
     frames = clip.frames[0]  # [T, 3, S, S]
     feats = model.frame_features(frames[None, None].to(model.device))[0, 0]  # [T, D]
     text = model.text_features(list(labels))
-    scores = (model.logit_scale * F.normalize(feats, dim=-1) @ text.T).softmax(-1)
+    similarity = F.normalize(feats, dim=-1) @ text.T
+    scores = (model.logit_scale * similarity).softmax(-1)
     return Timeline(path, list(labels), np.array(clip.indices[0], dtype=float) / clip.fps, scores.cpu().numpy(),
-                    frames.permute(0, 2, 3, 1).cpu().numpy())
+                    frames.permute(0, 2, 3, 1).cpu().numpy(), similarity.cpu().numpy())
 
 
 def _wrap(label: str, width: int = 28) -> str:
