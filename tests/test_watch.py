@@ -82,3 +82,32 @@ def test_a_source_that_cannot_be_opened_is_one_line_and_exit_2(tmp_path, capsys)
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("zsvc_pl watch: error: http://127.0.0.1:9/none.ts:")
+
+
+def test_a_url_source_that_ends_is_reopened_and_its_times_continue(tmp_path):
+    """An HTTP source read to its end counts as a drop: reopened once, its second pass continues the clock."""
+    import functools
+    import http.server
+    import threading
+
+    from zsvc_pl.model.backbone import DEMO_WEIGHTS
+
+    if not DEMO_WEIGHTS.is_file():
+        pytest.skip("demo weights not built")
+    event_stream(tmp_path / "live.ts")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    (tmp_path / "labels.txt").write_text("\n".join(label for label, _, _ in TRUTH) + "\n")
+    events = tmp_path / "events.jsonl"
+    try:
+        assert watch_main([f"http://127.0.0.1:{server.server_address[1]}/live.ts", "--labels",
+                           str(tmp_path / "labels.txt"), "--events", str(events), "--threshold", "0.6", "--window",
+                           "1", "--hop", "0.25", "--reconnects", "1", "--model-name", "demo",
+                           "--pretrained", "demo"]) == 0
+    finally:
+        server.shutdown()
+    found = [json.loads(line) for line in events.read_text().splitlines()]
+    assert [e["label"] for e in found] == [label for label, _, _ in TRUTH] * 2
+    for event, (_, start, end) in zip(found[2:], TRUTH):  # the second pass, 6 s later
+        assert abs(event["start"] - (start + 6)) <= 1.0 and abs(event["end"] - (end + 6)) <= 1.0

@@ -3,8 +3,9 @@
 A thread decodes the source and keeps one frame every ``1 / rate`` seconds of stream time, as a square crop;
 the consumer takes them from a bounded queue. When the consumer falls behind a live source, the oldest waiting
 frame is dropped and its time recorded (``skipped``), so memory stays bounded whatever the stream's length. A
-regular file is read at its own pace (nothing dropped). A URL or camera that drops is reopened, up to
-``reconnects`` times, after which the stream ends. Only ``-`` (stdin), local files, ``/dev/video*`` devices and
+regular file is read at its own pace (nothing dropped). A URL or camera that drops is reopened: after
+``reconnects`` failures in a row (a source that delivers frames between drops is always reopened), or after
+it has ended ``reconnects + 1`` times, the stream ends. Only ``-`` (stdin), local files, ``/dev/video*`` devices and
 URLs written with their scheme (rtsp, rtmp, http, https, udp, srt) are opened.
 """
 
@@ -72,9 +73,9 @@ class LiveFrames:
     def _run(self) -> None:
         import av
 
-        next_t, offset, attempts = 0.0, 0.0, 0
+        next_t, offset, failures, ends = 0.0, 0.0, 0, 0
         while True:
-            first = None  # the source's clock at its first frame: times count from there
+            first, got_frames, failed = None, False, False  # times count from the source's first frame
             try:
                 with _open(self.source) as container:
                     stream = container.streams.video[0]
@@ -84,19 +85,23 @@ class LiveFrames:
                             continue
                         first = float(frame.time) if first is None else first
                         t = offset + float(frame.time) - first
+                        got_frames = True
                         if t + 1e-6 < next_t:
                             continue
                         rgb = _to_rgb(frame, self.frame_size, reformatter)
                         self._put((t, square_crops(torch.from_numpy(rgb)[None], self.frame_size)[0, 0]))
                         next_t = t + 1 / self.rate
-                        attempts = 0
             except Exception as e:  # a source that cannot be opened or drops: reported, maybe reopened
                 self.error = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-            if attempts >= self.reconnects:
+                failed = True
+            # a drop after frames starts the count again (a camera that drops now and then is always reopened);
+            # failures in a row, and ends of the stream in all, are limited by ``reconnects``
+            failures = (1 if got_frames else failures + 1) if failed else failures
+            ends += 0 if failed else 1
+            if failures > self.reconnects or ends > self.reconnects:
                 break
-            attempts += 1
             offset = next_t  # a reopened source restarts its clock: its times continue after the last frame kept
-            time.sleep(min(2.0 ** attempts, 10.0))
+            time.sleep(min(2.0 ** max(failures, 1), 10.0))
         self._put(_END)
 
     def __iter__(self) -> Iterator[tuple[float, torch.Tensor]]:
