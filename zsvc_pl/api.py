@@ -216,8 +216,9 @@ class ZeroShotVideoClassifier:
         """
         single = isinstance(videos, (str, Path))
         paths = [str(videos)] if single else [str(v) for v in videos]
-        names = self.label_set(labels)[0].names
-        probs, sims = self.scores(paths, labels, batch_size, num_clips, num_crops)
+        label_set = self.label_set(labels)[0]  # read once; scores() takes the LabelSet as it is
+        names = label_set.names
+        probs, sims = self.scores(paths, label_set, batch_size, num_clips, num_crops)
         scores, idx = probs.topk(min(top_k or len(names), len(names)), dim=-1)
         results = []
         for i, sc, best in zip(idx.tolist(), scores.tolist(), open_set_score(sims).tolist()):

@@ -8,6 +8,7 @@ for random weights (with a warning). Missing weights on an offline machine fail 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -203,12 +204,13 @@ def freeze(model: nn.Module) -> nn.Module:
     return model.eval()
 
 
+@functools.lru_cache(maxsize=None)
 def int8_matmul_speedup(size: int = 512, repeats: int = 3) -> float:
     """How much faster an int8 matrix product is than fp32 on this CPU (best of ``repeats``, ~0.1 s).
 
     torchao's int8 linear layers rest on ``torch._int_mm``, fast only where the CPU has int8 dot-product
     instructions (AVX512-VNNI, AMX): on an AVX2-only CPU it measured 50x slower than fp32, making the int8
-    image tower 15x slower instead of faster.
+    image tower 15x slower instead of faster. Measured once per process.
     """
     import time
 
