@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from zsvc_pl.model.converters import is_hf_clip_folder, load_hf_clip
+from zsvc_pl.model.openai_layout import checkpoint_layout, load_openai_layout
 
 log = logging.getLogger(__name__)
 
@@ -149,6 +150,18 @@ def _create(name: str, pretrained: str | None, cache_dir: str | None, full_name:
         ) from e
 
 
+def _vifi_base(name: str, cache_dir: str | None, model_name: str, checkpoint: str) -> dict[str, torch.Tensor]:
+    """The weights a ViFi-CLIP checkpoint started from (OpenAI's), for the token embedding it does not save."""
+    try:
+        return _create(name, "openai", cache_dir, model_name).state_dict()
+    except BackboneLoadError as e:
+        raise BackboneLoadError(
+            f"{checkpoint} is a ViFi-CLIP checkpoint, which does not hold CLIP's token embedding; it is read from "
+            f"{model_name}'s 'openai' weights, which could not be loaded ({str(e).split(':')[0]}). Convert it once "
+            f"with the original weights file: python -m zsvc_pl.convert {checkpoint} --base /path/to/ViT-B-16.pt "
+            f"--out vifi-clip.pt, then pass --model.pretrained vifi-clip.pt") from e
+
+
 def load_clip(model_name: str = "ViT-B-32", pretrained: str | None = "openai",
               cache_dir: str | None = None) -> Backbone:
     """Build a frozen open_clip model in eval mode, with its tokenizer and preprocessing facts."""
@@ -168,6 +181,11 @@ def load_clip(model_name: str = "ViT-B-32", pretrained: str | None = "openai",
     if pretrained is not None and is_hf_clip_folder(pretrained):  # a transformers CLIP: its own architecture
         model, context_length = load_hf_clip(pretrained)
         name = f"transformers:{Path(pretrained).name}"
+        tokenizer = open_clip.tokenizer.SimpleTokenizer(context_length=context_length)
+    elif pretrained is not None and (layout := checkpoint_layout(pretrained)):  # OpenAI, ViFi-CLIP, ActionCLIP
+        base = _vifi_base(name, cache_dir, model_name, pretrained) if layout == "vifi-clip" else None
+        model, context_length = load_openai_layout(pretrained, base)
+        name = f"{layout}:{Path(pretrained).name}"
         tokenizer = open_clip.tokenizer.SimpleTokenizer(context_length=context_length)
     else:
         model = _create(name, pretrained, cache_dir, model_name)
