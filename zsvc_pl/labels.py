@@ -7,6 +7,7 @@ header, or every line an id followed by a name, the ids running 0..n-1 or 1..n a
 from __future__ import annotations
 
 import csv
+import json
 import re
 from pathlib import Path
 
@@ -61,13 +62,18 @@ def validate_labels(labels: list[str] | None, source: str = "the label list",
 
 def read_label_file(path: str | Path) -> list[str]:
     """Class names in id order from a label file: an ``id,name`` CSV (Kinetics, X-CLIP/ViFi-CLIP, SSv2; quotes
-    and commas in names as the ``csv`` module reads them), ``id name`` lines (UCF101 ``classInd.txt``), or one
-    name per line. A UTF-8 byte-order mark is dropped."""
+    and commas in names as the ``csv`` module reads them), ``id name`` lines (UCF101 ``classInd.txt``), one
+    name per line, or a JSON ``{name: id}`` mapping or list (Something-Something v2's ``labels.json``). Lines
+    starting with ``#`` before the first label are a header (a source note); a UTF-8 byte-order mark is dropped."""
     path = Path(path)
     if not path.is_file():
         raise LabelError(f"label file not found: {path}")
     text = path.read_text(encoding="utf-8-sig")
+    if path.suffix.lower() == ".json":
+        return _json_labels(path, text)
     rows = [(n, line) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+    while rows and rows[0][1].lstrip().startswith("#"):
+        rows.pop(0)
     if not rows:
         raise LabelError(f"{path}: the label file is empty")
     first = next(csv.reader([rows[0][1]]))
@@ -86,6 +92,24 @@ def read_label_file(path: str | Path) -> list[str]:
                          f"{sorted(ids)[:10]}")
     order = sorted(ids)
     return validate_labels([ids[i][1] for i in order], str(path), [ids[i][0] for i in order])
+
+
+def _json_labels(path: Path, text: str) -> list[str]:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise LabelError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
+    if isinstance(data, dict):
+        try:
+            ids = {int(i): (0, name) for name, i in data.items()}
+        except (TypeError, ValueError):
+            raise LabelError(f"{path}: expected {{name: id}} with integer ids") from None
+        if len(ids) != len(data) or not _contiguous(ids):
+            raise LabelError(f"{path}: label ids must run 0..n-1 or 1..n without gaps or repeats")
+        return validate_labels([ids[i][1] for i in sorted(ids)], str(path), unit="entry")
+    if isinstance(data, list):
+        return validate_labels([str(x) for x in data], str(path), unit="entry")
+    raise LabelError(f"{path}: expected a JSON object {{name: id}} or a list of names")
 
 
 def _csv_ids(path: Path, rows: list[tuple[int, str]]) -> dict[int, tuple[int, str]]:

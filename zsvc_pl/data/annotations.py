@@ -1,4 +1,5 @@
-"""The annotation formats users have: a folder per class, ``path label_id`` lists, UCF101 and HMDB51 splits.
+"""The annotation formats users have: a folder per class, ``path label_id`` lists, UCF101 and HMDB51 splits,
+Kinetics CSVs and Something-Something v2 JSON.
 
 Each reader returns ``VideoRecord`` rows. A video whose class is not in the class list is kept as a record with
 an ``error``, so that the run reports and counts it instead of dropping it silently.
@@ -6,11 +7,14 @@ an ``error``, so that the run reports and counts it instead of dropping it silen
 
 from __future__ import annotations
 
+import csv
+import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from zsvc_pl.data.decoding import VIDEO_EXTENSIONS
-from zsvc_pl.labels import read_label_file
+from zsvc_pl.labels import label_key, read_label_file
 
 
 @dataclass(frozen=True)
@@ -115,3 +119,89 @@ def hmdb51_records(root: str | Path, split_dir: str | Path, split: str = "test",
             if len(parts) == 2 and parts[1] == want:
                 records.append(VideoRecord(str(Path(root) / class_names[label] / parts[0]), label))
     return records, class_names
+
+
+def resolve_paths(records: list[VideoRecord], root: str | Path) -> list[VideoRecord]:
+    """Find list entries that are not at ``root/<path>`` by file name anywhere under ``root``: ViFi-CLIP's lists
+    name bare files (``v_ApplyEyeMakeup_g24_c04.avi``) that the datasets keep in class folders. A name found
+    nowhere, or twice, stays an error record."""
+    missing = [r for r in records if not r.error and not Path(r.path).exists()]
+    if not missing or not Path(root).is_dir():
+        return records
+    index = _files_by_name(root)
+    out = []
+    for r in records:
+        if r in missing:
+            found = index.get(Path(r.path).name, [])
+            reason = (None if len(found) == 1 else f"not found under {root}" if not found
+                      else f"{len(found)} files under {root} have this name")
+            r = VideoRecord(found[0] if len(found) == 1 else r.path, r.label, reason)
+        out.append(r)
+    return out
+
+
+def _files_by_name(root: str | Path) -> dict[str, list[str]]:
+    index: dict[str, list[str]] = {}
+    for p in list_videos(root):
+        index.setdefault(Path(p).name, []).append(p)
+    return index
+
+
+def kinetics_records(csv_file: str | Path, root: str | Path, class_names: list[str],
+                     other_classes: str = "error") -> list[VideoRecord]:
+    """A Kinetics annotation CSV (``label,youtube_id,time_start,time_end,split[,is_cc]``), videos named
+    ``<youtube_id>_<start:06d>_<end:06d>.<ext>`` or ``<youtube_id>.<ext>`` anywhere under ``root`` (class
+    folders or flat). Class names match across spellings (``air_drumming`` = ``air drumming``). A CSV without a
+    ``label`` column gives unlabelled videos. ``other_classes``: ``error`` keeps a row of a class outside
+    ``class_names`` as an error record; ``skip`` leaves it out (a protocol over some classes, e.g. Kinetics-600's
+    zero-shot splits). A video that is not on disk stays an error record (counted, not dropped)."""
+    csv_file = Path(csv_file)
+    if not csv_file.is_file():
+        raise FileNotFoundError(f"Kinetics annotation CSV not found: {csv_file}")
+    index = {label_key(c): i for i, c in enumerate(class_names)}
+    files = {Path(p).stem: p for p in list_videos(root)} if Path(root).is_dir() else {}
+    records = []
+    with csv_file.open(newline="", encoding="utf-8-sig") as f:
+        reader = csv.DictReader(f)
+        if not {"youtube_id", "time_start", "time_end"} <= set(reader.fieldnames or ()):
+            raise ValueError(f"{csv_file}: expected Kinetics columns label,youtube_id,time_start,time_end,split; "
+                             f"got {reader.fieldnames}")
+        for n, row in enumerate(reader, 2):
+            stem = f"{row['youtube_id']}_{int(float(row['time_start'])):06d}_{int(float(row['time_end'])):06d}"
+            label = index.get(label_key(row["label"]), None) if row.get("label") else -1
+            if label is None and other_classes == "skip":
+                continue
+            path = files.get(stem) or files.get(row["youtube_id"]) or str(Path(root) / f"{stem}.mp4")
+            error = (f"{csv_file}:{n}: class {row['label']!r} is not in the class list" if label is None
+                     else None if Path(path).exists() else f"not found under {root}")
+            records.append(VideoRecord(path, -1 if label is None else label, error))
+    return records
+
+
+_BRACKETS = re.compile(r"\[([^\]]*)\]")
+
+
+def ssv2_class(template: str) -> str:
+    """Something-Something v2 class name from a video's template: ``Putting [something] onto [something]`` ->
+    ``Putting something onto something`` (the keys of ``labels.json``)."""
+    return _BRACKETS.sub(r"\1", template)
+
+
+def ssv2_records(json_file: str | Path, root: str | Path, class_names: list[str]) -> list[VideoRecord]:
+    """Something-Something v2 annotations: a JSON list of ``{"id", "label", "template", "placeholders"}``;
+    videos at ``root/<id>.webm``. The class is the template without brackets; entries without a template (the
+    test set) are unlabelled."""
+    json_file = Path(json_file)
+    if not json_file.is_file():
+        raise FileNotFoundError(f"Something-Something v2 annotation file not found: {json_file}")
+    index = {label_key(c): i for i, c in enumerate(class_names)}
+    records = []
+    for n, entry in enumerate(json.loads(json_file.read_text(encoding="utf-8"))):
+        path = str(Path(root) / f"{entry['id']}.webm")
+        if "template" not in entry:
+            records.append(VideoRecord(path))
+            continue
+        label = index.get(label_key(ssv2_class(entry["template"])))
+        error = None if label is not None else f"{json_file} entry {n}: class {entry['template']!r} is unknown"
+        records.append(VideoRecord(path, -1 if label is None else label, error))
+    return records

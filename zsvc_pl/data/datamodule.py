@@ -12,24 +12,15 @@ from lightning import LightningDataModule
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader
 
-from zsvc_pl.data.annotations import (
-    VideoRecord,
-    class_folders,
-    folder_records,
-    hmdb51_records,
-    list_records,
-    list_videos,
-    ucf101_records,
-)
+from zsvc_pl.data.annotations import VideoRecord, list_videos
 from zsvc_pl.data.cache import FeatureCache
 from zsvc_pl.data.datasets import VideoClassificationDataset, collate_videos
+from zsvc_pl.data.formats import FORMATS, dataset_classes, split_records
 from zsvc_pl.data.label_sets import is_label_set, read_label_set
 from zsvc_pl.data.reader import FrameReader
 from zsvc_pl.data.sampling import DEFAULT_NUM_FRAMES, FrameSampler
 from zsvc_pl.labels import read_label_file, validate_labels
 
-FORMATS = ("folder", "list", "ucf101", "hmdb51")
-SPLITS = ("train", "val", "test")
 
 
 class VideoDataModule(LightningDataModule):
@@ -45,10 +36,16 @@ class VideoDataModule(LightningDataModule):
         ``*_novel_labels.csv``, ``train_list`` = ``fs_base_s1_train.txt``, ``test_list`` = ``base_val.txt``,
         ``novel_test_list`` = ``novel_val.txt``; base classes are then the base label file's.
       - ``ucf101`` / ``hmdb51``: the official split files in ``split_dir`` (fold ``fold``), videos under ``root``.
+      - ``kinetics``: ``{train,val,test}_list`` are Kinetics annotation CSVs, videos anywhere under ``root``
+        named ``<youtube_id>_<start>_<end>.mp4``; classes from ``label_file`` or the CSVs' sorted labels.
+      - ``ssv2``: ``{train,val,test}_list`` are Something-Something v2 JSON files, videos ``root/<id>.webm``;
+        ``label_file`` is its ``labels.json``.
+      List entries not found at ``root/<path>`` are looked up by file name under ``root`` (ViFi-CLIP's lists
+      name bare files that the datasets keep in class folders).
 
     Args:
         root: the dataset folder (see formats).
-        format: one of ``folder``, ``list``, ``ucf101``, ``hmdb51``.
+        format: one of ``folder``, ``list``, ``ucf101``, ``hmdb51``, ``kinetics``, ``ssv2``.
         train_list, val_list, test_list: annotation lists (``list`` format).
         label_file: class names (``id,name`` CSV, ``id name`` lines, or one name per line; see
             ``zsvc_pl.labels.read_label_file``); also names the labels for ``predict`` over unlabelled videos, and
@@ -56,6 +53,8 @@ class VideoDataModule(LightningDataModule):
             example clips per label (``zsvc_pl.data.label_sets``).
         novel_label_file, novel_test_list: the novel half of a ViFi-CLIP base-to-novel split (see formats).
         split_dir: folder of UCF101/HMDB51 split files.
+        other_classes: ``kinetics``: a row whose class is not in ``label_file`` is an ``error`` (counted) or
+            ``skip``ped (a protocol over some classes: Kinetics-600's zero-shot splits).
         fold: official split number (1-3).
         class_names: the classes and their order; overrides what the format provides.
         predict_root: a folder (searched recursively) or a single video to predict on.
@@ -92,6 +91,7 @@ class VideoDataModule(LightningDataModule):
         novel_label_file: str | None = None,
         novel_test_list: str | None = None,
         split_dir: str | None = None,
+        other_classes: str = "error",
         fold: int = 1,
         class_names: list[str] | None = None,
         predict_root: str | None = None,
@@ -114,6 +114,8 @@ class VideoDataModule(LightningDataModule):
         super().__init__()
         if format not in FORMATS:
             raise ValueError(f"format must be one of {FORMATS}, got {format!r}")
+        if other_classes not in ("error", "skip"):
+            raise ValueError(f"other_classes must be 'error' or 'skip', got {other_classes!r}")
         self.save_hyperparameters()
         # the model logs the hyper-parameters that matter (class names included); the data settings are in the
         # run's config.yaml. Logging both would make Lightning compare overlapping keys and refuse to run.
@@ -166,48 +168,11 @@ class VideoDataModule(LightningDataModule):
         return sorted(names.index(w) for w in wanted)
 
     # --- records -------------------------------------------------------------------------------
-    def _has_split_dirs(self) -> bool:
-        return self.root is not None and any((Path(self.root) / s).is_dir() for s in SPLITS)
-
     def _dataset_classes(self) -> list[str]:
-        """Class names when none are given: the union of the class folders over every split (folder format),
-        or what the official split files list."""
-        root = Path(self.root)
-        if self.format == "folder":
-            if not root.is_dir():
-                raise FileNotFoundError(f"dataset folder not found: {root} (data.root)")
-            folders = [root / s for s in SPLITS if (root / s).is_dir()] if self._has_split_dirs() else [root]
-            names = sorted({c for f in folders for c in class_folders(f)})
-            if not names:
-                raise ValueError(f"no class folders under {root}: expected root/<class>/<video>")
-            return validate_labels(names, f"the class folders under {root}", unit="folder")
-        if self.format == "list":
-            raise ValueError("the list format needs data.label_file (or data.class_names)")
-        return self._scan_split("test")[1]
+        return dataset_classes(self.hparams)
 
     def _scan_split(self, split: str) -> tuple[list[VideoRecord], list[str]]:
-        hp = self.hparams
-        if hp.format == "folder":
-            if self.root is None:
-                raise ValueError("the folder format needs data.root")
-            folder = Path(self.root) / split if self._has_split_dirs() else Path(self.root)
-            if not folder.is_dir():
-                raise FileNotFoundError(f"no '{split}' folder under {self.root}")
-            records, names = folder_records(folder, self._names), self._names
-        elif hp.format == "list":
-            lst = {"train": hp.train_list, "val": hp.val_list or hp.test_list, "test": hp.test_list}[split]
-            if lst is None:
-                raise ValueError(f"the list format needs data.{split}_list")
-            n_base = self._n_base or len(self._names)
-            records, names = list_records(lst, self.root or "", n_base), self._names
-            if split != "train" and hp.novel_test_list:
-                novel = list_records(hp.novel_test_list, self.root or "", len(names) - n_base)
-                records = records + [VideoRecord(r.path, r.label + n_base) for r in novel]
-        else:
-            reader = ucf101_records if hp.format == "ucf101" else hmdb51_records
-            if self.root is None or hp.split_dir is None:
-                raise ValueError(f"the {hp.format} format needs data.root and data.split_dir")
-            records, names = reader(self.root, hp.split_dir, "train" if split == "train" else "test", hp.fold)
+        records, names = split_records(self.hparams, split, self._names, self._n_base)
         self._records[split] = records
         return records, names
 
