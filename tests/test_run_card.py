@@ -29,14 +29,15 @@ def test_run_cards_record_the_run_and_compare_names_what_changed(tiny_ckpt, vide
 
     main(args("test", tiny_ckpt, video_root, tmp_path / "a"))  # a second run into the same folder
     assert (tmp_path / "a" / "run-2.json").is_file()
-    main(args("test", tiny_ckpt, video_root, tmp_path / "b", "--data.num_frames", "2",
-              "--model.templates", "a photo of {}."))
+    main(args("test", tiny_ckpt, video_root, tmp_path / "b", "--model.templates", "a photo of {}."))
     b = json.loads((tmp_path / "b" / "run.json").read_text())
     changed = {p for p in b["predictions"] if b["predictions"][p] != card["predictions"][p]}
     capsys.readouterr()
     assert compare_main([str(tmp_path / "a" / "run.json"), str(tmp_path / "b")]) == 0
     out = capsys.readouterr().out
-    assert "data.num_frames: 4 -> 2" in out and "model.templates:" in out
+    differing = [line.split(":")[0].strip() for line in out.split("metrics:")[0].splitlines()[1:]]
+    assert differing == ["model.templates", "model.templates_resolved"]  # only the templates differ
+    assert 'model.templates_resolved: ["a video of {}."] -> ["a photo of {}."]' in out
     assert "backbone.weights_sha256" not in out and "versions." not in out  # same backbone, same machine
     assert f"videos in both runs: {len(test_videos)}; prediction changed: {len(changed)}" in out
     assert all(f"{p}: " in out for p in changed)
