@@ -2,7 +2,7 @@
 
 Layers, lowest first: ``labels`` (pure Python), ``model`` (tensors only) and ``data`` (files -> frames),
 ``train`` (the LightningModule, metrics, callbacks), then the uses: ``api``, ``timeline``, ``search``,
-``moderation``, ``cli``. No module imports from a layer above its own.
+``moderation``, ``cli``, ``protocols``, ``convert``. No module imports from a layer above its own.
 """
 
 from zsvc_pl.api import ZeroShotVideoClassifier
