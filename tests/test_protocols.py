@@ -203,3 +203,26 @@ def test_bare_names_resolve_once_and_ambiguity_is_an_error(tmp_path, clips):
     assert records[0] == VideoRecord(str(tmp_path / "a" / "v_x.avi"), 0)
     assert records[1].error == f"2 files under {tmp_path} have this name"
     assert records[2].error == f"not found under {tmp_path}"
+
+
+@pytest.mark.parametrize("protocol,folder,video,line", [
+    ("k400-base2novel", "base2novel_splits/k400_splits", "abseiling/-3B32lodo2M_000059_000069.mp4",
+     "abseiling/-3B32lodo2M_000059_000069.mp4 169"),
+    ("ucf101-base2novel", "base2novel_splits/ucf_splits", "Typing/v_Typing_g01_c01.avi", "v_Typing_g01_c01.avi 0"),
+    ("ssv2-base2novel", "base2novel_splits/ssv2_splits", "74225.webm", "74225.webm 0"),
+    ("hmdb51-fewshot", "hmdb_splits", "wave/RATRACE_wave_u_nm_np1_fr_med_27.avi",
+     "RATRACE_wave_u_nm_np1_fr_med_27.avi 50"),
+    ("ucf101-fewshot", "ucf_splits", "YoYo/v_YoYo_g22_c03.avi", "v_YoYo_g22_c03.avi 100"),
+])
+def test_every_other_list_protocol_finds_its_files(protocol, folder, video, line, clips, tiny_ckpt, tmp_path):
+    """Frozen CLIP (--zero-shot) over each remaining protocol's lists: the lists' names, ids and layout."""
+    _put(clips, tmp_path / "data" / video)
+    lists = tmp_path / "datasets_splits" / folder
+    lists.mkdir(parents=True)
+    test_list = "base_val.txt" if "base2novel" in protocol else "val1.txt"
+    (lists / test_list).write_text(line + "\n")
+    (lists / "novel_val.txt").write_text("")
+    results = _run(protocol, tiny_ckpt, tmp_path / "runs", "--root", str(tmp_path / "data"), "--splits",
+                   str(tmp_path / "datasets_splits"), "--zero-shot")
+    assert list(results) == ["zeroshot"] and results["zeroshot"]["videos"] == 1
+    assert not (tmp_path / "runs" / protocol / "zeroshot" / "errors.csv").exists()
