@@ -20,6 +20,7 @@ from zsvc_pl.model.prompts import class_prompts, load_descriptions, load_templat
 from zsvc_pl.model.temporal import TemporalTransformer, build_temporal
 from zsvc_pl.model.text import PromptLearner, encode_prompts
 from zsvc_pl.model.token_merging import apply_token_merging
+from zsvc_pl.model.vision_prompts import VisionPrompts
 
 Label = str | tuple[str, ...]  # a label's name, or the texts whose features stand for it
 
@@ -36,11 +37,13 @@ class VideoTextModel(nn.Module):
         zs_mix: at evaluation, logits = (1 - zs_mix) * learned + zs_mix * zero-shot, when something is learnable.
         image_variant: how the image tower was changed after loading (``|tome2``, ``|int8``): part of the
             feature cache's key, not of the checkpoint's backbone identity.
+        vision_prompts: learnable tokens in the image tower (``VisionPrompts``), or ``None``.
     """
 
     def __init__(self, backbone: Backbone, templates: list[str], temporal: nn.Module,
                  prompt_learner: PromptLearner | None = None, descriptions: dict[str, list[str]] | None = None,
-                 descriptions_mode: str = "add", zs_mix: float = 0.0, image_variant: str = "") -> None:
+                 descriptions_mode: str = "add", zs_mix: float = 0.0, image_variant: str = "",
+                 vision_prompts: VisionPrompts | None = None) -> None:
         super().__init__()
         self.backbone = backbone.model
         self.tokenizer = backbone.tokenizer
@@ -55,6 +58,7 @@ class VideoTextModel(nn.Module):
         self.temporal = temporal
         self.prompt_learner = prompt_learner
         self.zs_mix = zs_mix
+        self.vision_prompts = vision_prompts
         self._text_cache: dict[tuple, torch.Tensor] = {}
 
     @property
@@ -64,13 +68,14 @@ class VideoTextModel(nn.Module):
 
     @property
     def learnable(self) -> bool:
-        """True when CoOp context vectors or the temporal transformer are present."""
-        return self.prompt_learner is not None or isinstance(self.temporal, TemporalTransformer)
+        """True when CoOp context vectors, vision prompts or the temporal transformer are present."""
+        return (self.prompt_learner is not None or self.vision_prompts is not None
+                or isinstance(self.temporal, TemporalTransformer))
 
     @property
     def trains_on_pixels(self) -> bool:
         """True when a trainable part acts before the image features (then frame features cannot be cached)."""
-        return any(p.requires_grad for p in self.backbone.visual.parameters())
+        return self.vision_prompts is not None or any(p.requires_grad for p in self.backbone.visual.parameters())
 
     @property
     def device(self) -> torch.device:
@@ -94,9 +99,11 @@ class VideoTextModel(nn.Module):
 
     # --- features ------------------------------------------------------------------------------
     def frame_features(self, video: torch.Tensor) -> torch.Tensor:
-        """uint8 ``[B, V, T, 3, S, S]`` -> L2-normalised image features ``[B, V, T, D]`` (no gradient)."""
+        """uint8 ``[B, V, T, 3, S, S]`` -> L2-normalised image features ``[B, V, T, D]`` (with a gradient only
+        to the vision prompts, while training)."""
         b, v, t = video.shape[:3]
-        with torch.no_grad():
+        grad = self.training and self.vision_prompts is not None and torch.is_grad_enabled()
+        with torch.set_grad_enabled(grad):
             feats = self.backbone.encode_image(self.normalize(video.flatten(0, 2)))
         return F.normalize(feats.float(), dim=-1).view(b, v, t, -1)
 
@@ -189,9 +196,13 @@ def create_model(
     cache_dir: str | None = None,
     quantize: bool = False,
     token_merging: int = 0,
+    vision_prompts: int = 0,
 ) -> VideoTextModel:
-    """The one factory: backbone by name and weights, prompts, aggregator and optional CoOp vectors."""
+    """The one factory: backbone by name and weights, prompts, aggregator, optional CoOp vectors and vision
+    prompts."""
     bb = load_clip(model_name, pretrained, cache_dir)
+    if vision_prompts and (token_merging or quantize):
+        raise ValueError("vision prompts cannot be combined with token merging or int8 quantisation")
     apply_token_merging(bb.model.visual, token_merging)
     quantized = quantize and quantize_image_tower(bb.model, only_if_faster=True)
     learner = None
@@ -204,4 +215,5 @@ def create_model(
         bb, load_templates(templates),
         build_temporal(temporal, bb.embed_dim, temporal_depth, temporal_heads, max_frames, attention_temperature),
         learner, load_descriptions(descriptions) if descriptions else None, descriptions_mode, zs_mix,
-        (f"|tome{token_merging}" if token_merging else "") + ("|int8" if quantized else ""))
+        (f"|tome{token_merging}" if token_merging else "") + ("|int8" if quantized else ""),
+        VisionPrompts(bb.model.visual, vision_prompts) if vision_prompts else None)

@@ -63,6 +63,7 @@ class VideoClassificationTask(LightningModule):
         cache_dir: where open_clip looks for and stores downloaded weights.
         quantize: int8 dynamic quantisation of the image tower's linear layers, for CPU inference.
         token_merging: tokens merged per image-tower block (ToMe), 0 for none: faster, slightly different.
+        vision_prompts: learnable tokens per image-tower block (VPT-deep), 0 for none; trained through the tower.
         allow_unidentified_checkpoint: load a checkpoint that does not record its backbone (older or foreign
             files) on whatever backbone is configured; off by default, since a wrong backbone gives wrong scores.
     """
@@ -95,6 +96,7 @@ class VideoClassificationTask(LightningModule):
         cache_dir: str | None = None,
         quantize: bool = False,
         token_merging: int = 0,
+        vision_prompts: int = 0,
         allow_unidentified_checkpoint: bool = False,
     ) -> None:
         super().__init__()
@@ -136,7 +138,9 @@ class VideoClassificationTask(LightningModule):
     def setup(self, stage: str) -> None:
         dm = self.trainer.datamodule if self._trainer is not None else None
         cache = getattr(dm, "feature_cache", None)
-        if cache is not None:  # the data module opened it; features belong to this backbone
+        if cache is not None and self.model.vision_prompts is not None and stage != "fit":
+            log.warning("zsvc_pl: the feature cache is not used: frame features depend on the learned vision prompts")
+        elif cache is not None:  # the data module opened it; features belong to this backbone
             self.feature_cache = cache.bind(self.model.feature_identity, self.model.embed_dim)
         n = len(self._require_labels())
         self.metrics = torch.nn.ModuleDict({s: classification_metrics(n, f"{s}/") for s in ("val", "test")})

@@ -1,0 +1,106 @@
+"""The harder world's construction (parts, shift, determinism) and vision prompts: they learn, train only
+themselves, travel in checkpoints and rule out cached features."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from zsvc_pl.demo.hard_world import _families, generate_hard_dataset, hard_base_novel, hard_classes, render_hard
+from zsvc_pl.model.backbone import DEMO_WEIGHTS
+from zsvc_pl.model.video_text import create_model
+from zsvc_pl.train.checkpoints import save_state
+
+needs_demo = pytest.mark.skipif(not DEMO_WEIGHTS.is_file(), reason="demo weights not built")
+
+
+def test_every_novel_class_combines_parts_seen_in_base_classes():
+    fam = _families()
+    assert len(hard_classes()) == len(set(hard_classes())) == 40
+    base, novel = hard_base_novel()
+    assert len(base) == len(novel) == 20
+    seen = {part for _, p, b in fam if b for part in p.items()}
+    for name, params, is_base in fam:
+        if not is_base:  # each part (kind, directions, speed, colours, place, tone) is in some base class
+            assert set(params.items()) <= seen, name
+            assert not any(p == params for _, p, b in fam if b)  # but not this combination
+    families = [p["kind"] for _, p, _ in fam]
+    assert {k: families.count(k) for k in set(families)} == {"two_phase": 8, "speed": 8, "change": 8,
+                                                              "appears": 4, "vanishes": 4, "shade": 8}
+
+
+def test_time_order_alone_separates_reversed_classes_and_the_test_domain_is_shifted():
+    fam = {name: p for name, p, _ in _families()}
+    a = render_hard(fam["turns from red to blue"], np.random.default_rng(3), shifted=False)
+    b = render_hard(fam["turns from blue to red"], np.random.default_rng(3), shifted=False)
+    # the same scene; the object's colour flips at the same frame, in the other order
+    mask = np.any(a != b, axis=(0, 3))
+    assert mask.any() and np.all(a[:3][:, mask].mean(axis=(0, 1))[:3] != b[:3][:, mask].mean(axis=(0, 1))[:3])
+    rng = np.random.default_rng(0)
+    train_bg = [render_hard(fam["appears on the left"], rng, False)[0].mean() for _ in range(20)]
+    test_bg = [render_hard(fam["appears on the left"], rng, True)[0].mean() for _ in range(20)]
+    assert min(train_bg) > 45 and max(train_bg) < 205  # first frame: background only (the object appears later)
+    assert all(m < 45 or m > 195 for m in test_bg)
+
+
+def test_generation_is_deterministic(tmp_path):
+    one = generate_hard_dataset(tmp_path / "a", train_per_class=1, test_per_class=1, seed=5, num_frames=8)
+    two = generate_hard_dataset(tmp_path / "b", train_per_class=1, test_per_class=1, seed=5, num_frames=8)
+    files = sorted(p.relative_to(one) for p in one.rglob("*.mp4"))
+    assert len(files) == 20 * 3 + 40  # train and val: base classes; test: all 40
+    assert all((one / f).read_bytes() == (two / f).read_bytes() for f in files)
+
+
+@needs_demo
+def test_vision_prompts_learn_what_the_frozen_tower_cannot_and_train_only_themselves():
+    """Two invented names the text tower never read, for red and blue frames: frozen features cannot place them,
+    learned vision prompts move the frames' features to the names' features."""
+    from zsvc_pl.demo.world import render_still
+
+    torch.manual_seed(0)
+    model = create_model("demo", "demo", vision_prompts=4, templates="none")
+    frozen = create_model("demo", "demo", templates="none")
+    rng = np.random.default_rng(0)
+    colours = ["red", "blue"] * 8
+    frames = torch.from_numpy(np.stack([render_still(c, "circle", "left", rng) for c in colours]))
+    video = frames.permute(0, 3, 1, 2)[:, None, None]  # [B, V=1, T=1, 3, 64, 64]
+    target = torch.tensor([0, 1] * 8)
+    names = ["zorp", "quix"]
+
+    def accuracy(m) -> float:
+        with torch.no_grad():
+            return float((m.video_logits(m.frame_features(video), m.zeroshot_text_features(names))[:, 0]
+                          .argmax(-1) == target).float().mean())
+
+    before = accuracy(frozen)
+    assert before == pytest.approx(accuracy(model.eval()), abs=0.13)  # small tokens change little at first
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert trainable == ["vision_prompts.tokens"]
+    optimizer = torch.optim.AdamW([model.vision_prompts.tokens], lr=0.05)
+    model.train()
+    text = model.zeroshot_text_features(names)
+    for _ in range(25):
+        loss = F.cross_entropy(model.video_logits(model.frame_features(video), text)[:, 0], target)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert before <= 0.75 and accuracy(model.eval()) == 1.0
+    checkpoint = {"state_dict": {f"model.{k}": v for k, v in model.state_dict().items()}}
+    save_state(checkpoint, model.identity)
+    assert list(checkpoint["state_dict"]) == ["model.vision_prompts.tokens"]  # the frozen tower is not saved
+    assert model.trains_on_pixels and model.learnable
+
+
+def test_vision_prompts_refuse_cached_training_and_token_merging(tiny_ckpt, video_root, tmp_path):
+    from tests.conftest import TINY_CONFIG
+    from zsvc_pl.cli import main
+
+    with pytest.raises(ValueError, match="cannot be combined with token merging"):
+        create_model(str(TINY_CONFIG), tiny_ckpt, vision_prompts=2, token_merging=2)
+    with pytest.raises(SystemExit):
+        main(["fit", "--model.model_name", str(TINY_CONFIG), "--model.pretrained", tiny_ckpt,
+              "--model.vision_prompts", "2", "--data.root", str(video_root), "--data.frame_size", "32",
+              "--data.num_frames", "2", "--data.num_workers", "0", "--data.feature_cache", str(tmp_path / "c"),
+              "--trainer.default_root_dir", str(tmp_path / "run"), "--trainer.max_epochs", "1"])
