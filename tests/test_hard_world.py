@@ -3,12 +3,21 @@ themselves, travel in checkpoints and rule out cached features."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from zsvc_pl.demo.hard_world import _families, generate_hard_dataset, hard_base_novel, hard_classes, render_hard
+from zsvc_pl.demo.hard_world import (
+    _families,
+    generate_hard_dataset,
+    generate_in_domain_test,
+    hard_base_novel,
+    hard_classes,
+    render_hard,
+)
 from zsvc_pl.model.backbone import DEMO_WEIGHTS
 from zsvc_pl.model.video_text import create_model
 from zsvc_pl.train.checkpoints import save_state
@@ -51,6 +60,10 @@ def test_generation_is_deterministic(tmp_path):
     files = sorted(p.relative_to(one) for p in one.rglob("*.mp4"))
     assert len(files) == 20 * 3 + 40  # train and val: base classes; test: all 40
     assert all((one / f).read_bytes() == (two / f).read_bytes() for f in files)
+    unshifted = generate_in_domain_test(tmp_path / "c", test_per_class=1, seed=5, num_frames=8)
+    assert sorted(p.parent.name for p in unshifted.rglob("*.mp4")) == sorted(hard_classes())
+    first = Path("test") / hard_classes()[0] / "000.mp4"  # its own stream, unshifted: not the shifted video
+    assert (unshifted / first).read_bytes() != (one / first).read_bytes()
 
 
 @needs_demo

@@ -1,10 +1,12 @@
 """Base-to-novel on the harder world: every learnable part, alone and combined, over several seeds.
 
-    python -m zsvc_pl.demo.hard_base2novel [--seeds 0 1 2] [--out demo_runs/hard] [--variants ...]
+    python -m zsvc_pl.demo.hard_base2novel [--seeds 0 1 2] [--out demo_runs/hard] [--variants ...] [--in-domain]
 
 For each seed the world is generated with that seed and every variant is a plain LightningCLI run of
 configs/demo_hard.yaml with a few overrides and ``--seed_everything`` set to the seed; the table gives base,
-novel and HM as mean +- sample standard deviation over the seeds, and the mean fit time.
+novel and HM as mean +- sample standard deviation over the seeds, and the mean fit time. ``--in-domain`` also
+tests each variant's model on a test set without the shift (for runs already in ``results.json``, their saved
+checkpoints are tested; nothing is refitted), to measure what the shift costs.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import time
 from pathlib import Path
 
 from zsvc_pl.cli import main as cli_main
-from zsvc_pl.demo.hard_world import generate_hard_dataset, hard_base_novel
+from zsvc_pl.demo.hard_world import generate_hard_dataset, generate_in_domain_test, hard_base_novel
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "demo_hard.yaml"
 _COOP = ["--model.ctx_init", "a video of"]
@@ -46,14 +48,38 @@ def prepare(out: Path, seed: int, train_per_class: int, test_per_class: int) -> 
     return data
 
 
+def _options(name: str, data: Path, out: Path, seed: int, folder: Path) -> list[str]:
+    extra = VARIANTS[name]
+    cache = [] if "--model.vision_prompts" in extra else ["--data.feature_cache", str(out / "feature_cache")]
+    return ["--config", str(CONFIG), "--data.root", str(data), "--data.base_novel", str(out / "base.txt"),
+            "--seed_everything", str(seed), "--trainer.enable_progress_bar", "false",
+            "--trainer.default_root_dir", str(folder), *cache, *extra]
+
+
+def _folder(name: str, out: Path) -> Path:
+    return out / name.replace(" + ", "+").replace(" ", "_")
+
+
+def _scores(metrics) -> dict:
+    res = {k.split("/")[-1]: float(v) for k, v in metrics.items() if k.startswith("test/")}
+    return {k: res[k] for k in ("base_top1", "novel_top1", "hm")}
+
+
+def evaluate_in_domain(name: str, out: Path, seed: int, per_class: int) -> dict:
+    """Test one variant's model (its saved checkpoint, unless zero-shot) on the unshifted test set."""
+    data = out / "data_in_domain"
+    if not (data / "test").is_dir():
+        generate_in_domain_test(data, per_class, seed=seed)
+    folder = _folder(name, out)
+    ckpt = ["--ckpt_path", str(folder / "checkpoints" / "last.ckpt")] if VARIANTS[name] else []
+    cli = cli_main(["test", *_options(name, data, out, seed, folder / "in_domain"), *ckpt])
+    return _scores(cli.trainer.callback_metrics)
+
+
 def run_variant(name: str, data: Path, out: Path, seed: int) -> dict:
     """Fit (unless zero-shot) and test one variant; base/novel/HM and the fit time in seconds."""
     extra = VARIANTS[name]
-    folder = out / name.replace(" + ", "+").replace(" ", "_")
-    cache = [] if "--model.vision_prompts" in extra else ["--data.feature_cache", str(out / "feature_cache")]
-    common = ["--config", str(CONFIG), "--data.root", str(data), "--data.base_novel", str(out / "base.txt"),
-              "--seed_everything", str(seed), "--trainer.enable_progress_bar", "false",
-              "--trainer.default_root_dir", str(folder), *cache, *extra]
+    common = _options(name, data, out, seed, _folder(name, out))
     start = time.perf_counter()
     if not extra:
         cli = cli_main(["test", *common])
@@ -62,16 +88,18 @@ def run_variant(name: str, data: Path, out: Path, seed: int) -> dict:
         cli = cli_main(["fit", *common])
         fit_s = time.perf_counter() - start
         metrics = cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False)[0]
-    res = {k.split("/")[-1]: float(v) for k, v in metrics.items() if k.startswith("test/")}
-    return {"base_top1": res["base_top1"], "novel_top1": res["novel_top1"], "hm": res["hm"],
-            "fit_seconds": round(fit_s, 1)}
+    return {**_scores(metrics), "fit_seconds": round(fit_s, 1)}
 
 
-def summary(results: dict[str, dict[str, dict]]) -> list[str]:
-    """Markdown rows: each variant's base / novel / HM as mean +- sd over seeds (percent), and mean fit time."""
+def summary(results: dict[str, dict[str, dict]], in_domain: bool = False) -> list[str]:
+    """Markdown rows: each variant's base / novel / HM as mean +- sd over seeds (percent), and mean fit time
+    (``in_domain``: the unshifted test set's, and the shifted test set's HM minus it)."""
     rows = []
     for name in VARIANTS:
         runs = [r[name] for r in results.values() if name in r]
+        if in_domain:
+            runs = [{**r["in_domain"], "fit_seconds": r["fit_seconds"], "shifted_hm": r["hm"]}
+                    for r in runs if "in_domain" in r]
         if not runs:
             continue
         cells = []
@@ -79,6 +107,11 @@ def summary(results: dict[str, dict[str, dict]]) -> list[str]:
             values = [100 * r[key] for r in runs]
             sd = statistics.stdev(values) if len(values) > 1 else 0.0
             cells.append(f"{statistics.mean(values):.1f} +- {sd:.1f}")
+        if in_domain:
+            cost = [100 * (r["shifted_hm"] - r["hm"]) for r in runs]
+            sd = statistics.stdev(cost) if len(cost) > 1 else 0.0
+            rows.append(f"| {name} | " + " | ".join(cells) + f" | {statistics.mean(cost):.1f} +- {sd:.1f} |")
+            continue
         fit = statistics.mean(r["fit_seconds"] for r in runs)
         rows.append(f"| {name} | " + " | ".join(cells) + f" | {fit:.0f} s |")
     return rows
@@ -91,6 +124,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--train-per-class", type=int, default=16)
     parser.add_argument("--test-per-class", type=int, default=15)
+    parser.add_argument("--in-domain", action="store_true", help="also test on an unshifted test set")
     args = parser.parse_args(argv)
     out = Path(args.out)
     results_file = out / "results.json"
@@ -99,12 +133,20 @@ def main(argv: list[str] | None = None) -> None:
         seed_out = out / f"seed{seed}"
         data = prepare(seed_out, seed, args.train_per_class, args.test_per_class)
         for name in args.variants:
-            results.setdefault(str(seed), {})[name] = run_variant(name, data, seed_out, seed)
+            done = results.get(str(seed), {}).get(name)
+            if done is None or not args.in_domain:
+                done = results.setdefault(str(seed), {})[name] = run_variant(name, data, seed_out, seed)
+            if args.in_domain:
+                done["in_domain"] = evaluate_in_domain(name, seed_out, seed, args.test_per_class)
             out.mkdir(parents=True, exist_ok=True)
             results_file.write_text(json.dumps(results, indent=1))  # kept after each run: a rerun adds to it
     print(f"\n| variant (seeds {', '.join(results)}) | base top-1 | novel top-1 | HM | fit time |")
     print("|---|---|---|---|---|")
     print("\n".join(summary(results)))
+    if args.in_domain:
+        print("\n| variant, unshifted test set | base top-1 | novel top-1 | HM | HM shifted - unshifted |")
+        print("|---|---|---|---|---|")
+        print("\n".join(summary(results, in_domain=True)))
 
 
 if __name__ == "__main__":

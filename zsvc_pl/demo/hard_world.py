@@ -141,3 +141,16 @@ def generate_hard_dataset(root: str | Path, train_per_class: int = 16, test_per_
                 frames = render_hard(params, rng, shifted=split == "test", size=size, num_frames=num_frames)
                 write_video(root / split / name / f"{k:03d}.mp4", frames)
     return root
+
+
+def generate_in_domain_test(root: str | Path, test_per_class: int = 15, seed: int = 0, size: int = 64,
+                            num_frames: int = 16) -> Path:
+    """``root/test/<class>/<n>.mp4`` for all 40 classes in the training domain (no shift), from its own random
+    stream (``seed`` + 10000): with the shifted test set, it measures what the shift costs."""
+    root = Path(root)
+    rng = np.random.default_rng(seed + 10_000)
+    for name, params, _ in _families():
+        for k in range(test_per_class):
+            frames = render_hard(params, rng, shifted=False, size=size, num_frames=num_frames)
+            write_video(root / "test" / name / f"{k:03d}.mp4", frames)
+    return root
