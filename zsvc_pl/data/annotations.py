@@ -125,13 +125,13 @@ def resolve_paths(records: list[VideoRecord], root: str | Path) -> list[VideoRec
     """Find list entries that are not at ``root/<path>`` by file name anywhere under ``root``: ViFi-CLIP's lists
     name bare files (``v_ApplyEyeMakeup_g24_c04.avi``) that the datasets keep in class folders. A name found
     nowhere, or twice, stays an error record."""
-    missing = [r for r in records if not r.error and not Path(r.path).exists()]
+    missing = {i for i, r in enumerate(records) if not r.error and not Path(r.path).exists()}
     if not missing or not Path(root).is_dir():
         return records
     index = _files_by_name(root)
     out = []
-    for r in records:
-        if r in missing:
+    for i, r in enumerate(records):
+        if i in missing:
             found = index.get(Path(r.path).name, [])
             reason = (None if len(found) == 1 else f"not found under {root}" if not found
                       else f"{len(found)} files under {root} have this name")
