@@ -106,14 +106,17 @@ def test_vision_prompts_learn_what_the_frozen_tower_cannot_and_train_only_themse
     assert model.trains_on_pixels and model.learnable
 
 
-def test_vision_prompts_refuse_cached_training_and_token_merging(tiny_ckpt, video_root, tmp_path):
+def test_vision_prompts_refuse_cached_training_and_token_merging(tiny_ckpt, video_root, tmp_path, capsys):
     from tests.conftest import TINY_CONFIG
     from zsvc_pl.cli import main
 
     with pytest.raises(ValueError, match="cannot be combined with token merging"):
         create_model(str(TINY_CONFIG), tiny_ckpt, vision_prompts=2, token_merging=2)
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as exit_info:
         main(["fit", "--model.model_name", str(TINY_CONFIG), "--model.pretrained", tiny_ckpt,
               "--model.vision_prompts", "2", "--data.root", str(video_root), "--data.frame_size", "32",
               "--data.num_frames", "2", "--data.num_workers", "0", "--data.feature_cache", str(tmp_path / "c"),
               "--trainer.default_root_dir", str(tmp_path / "run"), "--trainer.max_epochs", "1"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--data.feature_cache cannot train this model: a trainable part acts on the pixels" in err

@@ -29,7 +29,7 @@ def convert(checkpoint: str | Path, out: str | Path, base: str | None = None, mo
         raise ConversionError(f"{checkpoint} is a ViFi-CLIP checkpoint, which does not hold CLIP's token embedding: "
                               f"pass the CLIP it started from with --base (e.g. OpenAI's ViT-B-16.pt)")
     base_state = load_clip(model_name, base).model.state_dict() if layout == "vifi-clip" else None
-    model, _ = load_openai_layout(checkpoint, base_state)
+    model, _ = load_openai_layout(checkpoint, layout, base_state)
     save_openai_layout(model, out)
     return {"layout": layout, "tensors": len(model.state_dict()), "digest": weights_digest(model)[:16]}
 

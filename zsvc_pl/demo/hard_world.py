@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from zsvc_pl.demo.world import COLOURS, SHAPES, background, draw, write_video
+from zsvc_pl.demo.world import COLOURS, SHAPES, background, draw, draw_rgb, write_video
 
 STEP = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1)}
 PLACE = {"left": (0.22, 0.5), "right": (0.78, 0.5), "top": (0.5, 0.22), "bottom": (0.5, 0.78)}
@@ -112,20 +112,10 @@ def render_hard(params: dict, rng: np.random.Generator, shifted: bool, size: int
         x, y = path[i] * size
         if kind == "shade":
             rgb = np.clip(_shade(params["c"], params["tone"]) + rng.normal(0, 6, 3), 0, 255)
-            frames.append(_draw_rgb(bg, shape, rgb, x, y, r, rng, noise))
+            frames.append(draw_rgb(bg, shape, rgb, x, y, r, rng, noise))
         else:
             frames.append(draw(bg, shape, colours[i], x, y, r, rng, noise))
     return np.stack(frames)
-
-
-def _draw_rgb(bg: np.ndarray, shape: str, rgb: np.ndarray, x: float, y: float, r: float,
-              rng: np.random.Generator, noise: float) -> np.ndarray:
-    from zsvc_pl.demo.world import shape_mask
-
-    img = bg.copy()
-    img[shape_mask(shape, bg.shape[0], x, y, r)] = rgb
-    img += rng.normal(0, noise, img.shape)
-    return np.clip(img, 0, 255).astype(np.uint8)
 
 
 def generate_hard_dataset(root: str | Path, train_per_class: int = 16, test_per_class: int = 15, seed: int = 0,

@@ -73,10 +73,15 @@ def shape_mask(shape: str, size: int, cx: float, cy: float, r: float) -> np.ndar
 def draw(bg: np.ndarray, shape: str, colour: str, cx: float, cy: float, r: float,
          rng: np.random.Generator, noise: float) -> np.ndarray:
     """One uint8 frame: the shape (with a slightly jittered colour) over the background, plus noise."""
-    size = bg.shape[0]
-    img = bg.copy()
     rgb = np.clip(np.array(COLOURS[colour]) + rng.normal(0, 10, 3), 0, 255)
-    img[shape_mask(shape, size, cx, cy, r)] = rgb
+    return draw_rgb(bg, shape, rgb, cx, cy, r, rng, noise)
+
+
+def draw_rgb(bg: np.ndarray, shape: str, rgb: np.ndarray, cx: float, cy: float, r: float,
+             rng: np.random.Generator, noise: float) -> np.ndarray:
+    """One uint8 frame: the shape in exactly ``rgb`` over the background, plus noise."""
+    img = bg.copy()
+    img[shape_mask(shape, bg.shape[0], cx, cy, r)] = rgb
     img += rng.normal(0, noise, img.shape)
     return np.clip(img, 0, 255).astype(np.uint8)
 

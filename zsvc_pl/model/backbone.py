@@ -77,14 +77,19 @@ def _resolve_name(model_name: str) -> str:
     return model_name
 
 
-def weights_digest(model: nn.Module) -> str:
-    """sha256 over the names and values of a model's weights: the same weights give the same digest whatever
-    file format or container they were loaded from."""
+def state_digest(state: dict[str, torch.Tensor]) -> str:
+    """sha256 over the names and values of named tensors."""
     h = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
+    for name, tensor in sorted(state.items()):
         h.update(name.encode())
         h.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()
+
+
+def weights_digest(model: nn.Module) -> str:
+    """``state_digest`` of a model's weights: the same weights give the same digest whatever file format or
+    container they were loaded from."""
+    return state_digest(model.state_dict())
 
 
 def _cache_locations(cache_dir: str | None) -> str:
@@ -184,7 +189,7 @@ def load_clip(model_name: str = "ViT-B-32", pretrained: str | None = "openai",
         tokenizer = open_clip.tokenizer.SimpleTokenizer(context_length=context_length)
     elif pretrained is not None and (layout := checkpoint_layout(pretrained)):  # OpenAI, ViFi-CLIP, ActionCLIP
         base = _vifi_base(name, cache_dir, model_name, pretrained) if layout == "vifi-clip" else None
-        model, context_length = load_openai_layout(pretrained, base)
+        model, context_length = load_openai_layout(pretrained, layout, base)
         name = f"{layout}:{Path(pretrained).name}"
         tokenizer = open_clip.tokenizer.SimpleTokenizer(context_length=context_length)
     else:

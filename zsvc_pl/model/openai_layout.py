@@ -22,6 +22,7 @@ so an OpenAI archive is read without TorchScript.
 
 from __future__ import annotations
 
+import functools
 import io
 import pickle
 import pickletools
@@ -105,10 +106,11 @@ class _Unpickler(pickle.Unpickler):
         return torch.storage.TypedStorage(wrap_storage=raw, dtype=dtype, _internal=True)
 
 
-def _allowed_globals() -> set[str]:
+@functools.lru_cache(maxsize=1)
+def _allowed_globals() -> frozenset[str]:
     from torch._weights_only_unpickler import _get_allowed_globals
 
-    return set(_get_allowed_globals())
+    return frozenset(_get_allowed_globals())
 
 
 def _load_pickle(path: Path) -> object:
@@ -144,10 +146,11 @@ def _find_state(obj: object, path: Path) -> dict[str, torch.Tensor]:
                           f"under {', '.join(_CONTAINERS)}")
 
 
-def read_state(path: str | Path) -> dict[str, torch.Tensor]:
-    """A checkpoint's weights in OpenAI's key names, float32, with wrappers, prefixes and derived buffers removed."""
+def read_state(path: str | Path, layout: str) -> dict[str, torch.Tensor]:
+    """A checkpoint's weights in OpenAI's key names, float32, with wrappers, prefixes and derived buffers removed
+    (``layout``: what ``checkpoint_layout`` said of the file)."""
     path = Path(path)
-    if checkpoint_layout(path) == "openai-jit":
+    if layout == "openai-jit":
         state = _module_tensors(_load_pickle(path))
     else:
         state = _find_state(_load_pickle(path), path)
@@ -203,11 +206,13 @@ def model_from_state(state: dict[str, torch.Tensor], source: str) -> tuple[nn.Mo
     return model.eval(), cfg["text_cfg"]["context_length"]
 
 
-def load_openai_layout(path: str | Path, base: dict[str, torch.Tensor] | None = None) -> tuple[nn.Module, int]:
-    """Build the model a checkpoint in one of the layouts above holds. ``base``: the state of the CLIP a ViFi-CLIP
-    checkpoint started from, for the token-embedding table it does not save."""
-    state = read_state(path)
-    if TOKEN_EMBEDDING not in state and checkpoint_layout(path) == "vifi-clip":
+def load_openai_layout(path: str | Path, layout: str,
+                       base: dict[str, torch.Tensor] | None = None) -> tuple[nn.Module, int]:
+    """Build the model a checkpoint in one of the layouts above holds (``layout``: ``checkpoint_layout``'s word
+    for it). ``base``: the state of the CLIP a ViFi-CLIP checkpoint started from, for the token-embedding table
+    it does not save."""
+    state = read_state(path, layout)
+    if TOKEN_EMBEDDING not in state and layout == "vifi-clip":
         if base is None or TOKEN_EMBEDDING not in base:
             raise ConversionError(f"{path} is a ViFi-CLIP checkpoint: it does not hold CLIP's token embedding "
                                   f"(ViFi-CLIP never trains it), which must come from the CLIP it started from")

@@ -18,18 +18,17 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-import torch
 from lightning import Callback, LightningModule, Trainer
 
 from zsvc_pl.data.outputs import atomic_write
-from zsvc_pl.model.backbone import weights_digest
+from zsvc_pl.model.backbone import state_digest, weights_digest
 from zsvc_pl.train.callbacks import gather_lists
 
 MODEL_KEYS = ("model_name", "pretrained", "templates", "descriptions", "descriptions_mode", "temporal",
               "temporal_depth", "n_ctx", "ctx_init", "class_specific_ctx", "zs_mix", "quantize", "token_merging",
-              "abstain", "example_weight", "top_k")
+              "vision_prompts", "abstain", "example_weight", "top_k")
 DATA_KEYS = ("num_frames", "num_clips", "num_crops", "sampling", "frame_size", "backend", "decode_timeout",
-             "format", "fold", "label_file", "k_shot", "seed")
+             "format", "fold", "label_file", "other_classes", "k_shot", "seed")
 
 
 def versions() -> dict:
@@ -58,13 +57,7 @@ def files_digest(paths: list[str]) -> str:
 def learned_digest(pl_module: LightningModule) -> str | None:
     """sha256 of the trainable state (CoOp vectors, temporal transformer), ``None`` when nothing is learned."""
     state = {k: v for k, v in pl_module.state_dict().items() if not k.startswith("model.backbone.")}
-    if not state:
-        return None
-    h = hashlib.sha256()
-    for name, tensor in sorted(state.items()):
-        h.update(name.encode())
-        h.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
+    return state_digest(state) if state else None
 
 
 def card_path(folder: Path) -> Path:
