@@ -65,7 +65,7 @@ def test_int8_image_tower_keeps_the_embeddings_without_deprecated_calls():
 
     import torch.nn.functional as F
 
-    from zsvc_pl.model.backbone import quantize_image_tower
+    from zsvc_pl.model.image_tower import quantize_image_tower
 
     torch.manual_seed(0)
     fp32 = load_clip("demo", "demo").model.eval()

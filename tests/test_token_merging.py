@@ -65,15 +65,15 @@ def test_merging_is_refused_for_a_negative_r():
 
 
 def test_the_feature_cache_tells_changed_image_towers_apart(monkeypatch, caplog):
-    from zsvc_pl.model import backbone, create_model
+    from zsvc_pl.model import create_model, image_tower
 
     plain = create_model("demo", "demo")
     assert plain.feature_identity == plain.identity
-    monkeypatch.setattr(backbone, "int8_matmul_speedup", lambda: 2.0)  # a CPU with int8 instructions
+    monkeypatch.setattr(image_tower, "int8_matmul_speedup", lambda: 2.0)  # a CPU with int8 instructions
     changed = create_model("demo", "demo", token_merging=4, quantize=True)
     assert changed.identity == plain.identity  # same weights: checkpoints still match
     assert changed.feature_identity == plain.identity + "|tome4|int8"
-    monkeypatch.setattr(backbone, "int8_matmul_speedup", lambda: 0.02)  # one without: int8 would be slower
+    monkeypatch.setattr(image_tower, "int8_matmul_speedup", lambda: 0.02)  # one without: int8 would be slower
     kept = create_model("demo", "demo", quantize=True)
     assert kept.feature_identity == plain.identity and "quantize=True ignored" in caplog.text
     assert type(kept.backbone.visual.transformer.resblocks[0].mlp.c_fc.weight) is torch.nn.Parameter

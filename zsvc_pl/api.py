@@ -54,6 +54,7 @@ class ZeroShotVideoClassifier:
         feature_cache: folder for per-video frame features: classifying the same files again (with new labels)
             skips decoding and the image tower.
         quantize: int8 image tower on CPU; token_merging: tokens merged per image-tower block (ToMe, 0: off);
+            compile_tower: ``torch.compile`` the image tower (a one-off compile, then faster; see README Speed);
             cache_dir: open_clip's weight cache; device: default cuda if present.
         model: an existing ``VideoTextModel`` to wrap instead of building one (see ``from_checkpoint``).
         labels: labels used when ``classify`` is called without any (a trained run's classes).
@@ -66,6 +67,7 @@ class ZeroShotVideoClassifier:
                  num_frames: int = DEFAULT_NUM_FRAMES, sampling: str = "uniform", frame_size: int | None = None,
                  num_workers: int = 2, backend: str = "auto", decode_timeout: float | None = 60.0,
                  feature_cache: str | Path | None = None, quantize: bool = False, token_merging: int = 0,
+                 compile_tower: bool = False,
                  cache_dir: str | None = None, device: str | torch.device | None = None,
                  model: VideoTextModel | None = None, labels: Sequence[str] | None = None,
                  example_weight: float = DEFAULT_WEIGHT) -> None:
@@ -73,7 +75,8 @@ class ZeroShotVideoClassifier:
             raise ValueError(f"sampling must be 'uniform' or 'adaptive', got {sampling!r}")
         if model is None:
             model = create_model(model_name, pretrained, templates, descriptions, descriptions_mode, temporal,
-                                 cache_dir=cache_dir, quantize=quantize, token_merging=token_merging)
+                                 cache_dir=cache_dir, quantize=quantize, token_merging=token_merging,
+                                 compile_tower=compile_tower)
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.model = model.to(device).eval()
         self.num_frames = num_frames

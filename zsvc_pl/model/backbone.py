@@ -8,9 +8,7 @@ for random weights (with a warning). Missing weights on an offline machine fail 
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import logging
 import os
 import socket
 import warnings
@@ -23,8 +21,6 @@ from torch import nn
 
 from zsvc_pl.model.converters import is_hf_clip_folder, load_hf_clip
 from zsvc_pl.model.openai_layout import checkpoint_layout, load_openai_layout
-
-log = logging.getLogger(__name__)
 
 ASSETS = Path(__file__).parents[1] / "assets"
 DEMO_MODEL_CONFIG = ASSETS / "demo-clip.json"
@@ -225,57 +221,3 @@ def freeze(model: nn.Module) -> nn.Module:
     for p in model.parameters():
         p.requires_grad_(False)
     return model.eval()
-
-
-@functools.lru_cache(maxsize=None)
-def int8_matmul_speedup(size: int = 512, repeats: int = 3) -> float:
-    """How much faster an int8 matrix product is than fp32 on this CPU (best of ``repeats``, ~0.1 s).
-
-    torchao's int8 linear layers rest on ``torch._int_mm``, fast only where the CPU has int8 dot-product
-    instructions (AVX512-VNNI, AMX): on an AVX2-only CPU it measured 50x slower than fp32, making the int8
-    image tower 15x slower instead of faster. Measured once per process.
-    """
-    import time
-
-    a8 = torch.randint(-127, 127, (size, size), dtype=torch.int8)
-    b8 = torch.randint(-127, 127, (size, size), dtype=torch.int8)
-    a, b = a8.float(), b8.float()
-
-    def best(fn) -> float:
-        fn()
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - start)
-        return min(times)
-
-    return best(lambda: a @ b) / best(lambda: torch._int_mm(a8, b8))
-
-
-def quantize_image_tower(model: nn.Module, only_if_faster: bool = False) -> bool:
-    """int8 weights and dynamically quantised int8 activations in every linear layer of the image tower (CPU).
-
-    Uses torchao's ``quantize_``, the path PyTorch points to now that ``torch.ao.quantization`` is deprecated.
-    In open_clip ViTs this covers the MLPs and the attention output projections. With ``only_if_faster``, a CPU
-    whose int8 matrix products are slower than fp32 (``int8_matmul_speedup``) keeps the fp32 tower, with a
-    warning. Returns whether the tower was quantised.
-    """
-    if only_if_faster:
-        speedup = int8_matmul_speedup()
-        if speedup < 1:
-            log.warning("zsvc_pl: quantize=True ignored: int8 matrix products run %.0fx slower than fp32 on this CPU "
-                        "(%s, no int8 dot-product instructions); the image tower stays fp32",
-                        1 / speedup, torch.backends.cpu.get_cpu_capability())
-            return False
-    pytree_log = logging.getLogger("torch.utils._pytree")
-    level = pytree_log.level
-    pytree_log.setLevel(logging.ERROR)  # torchao's import registers an Enum with torch's pytree: a notice, not ours
-    try:
-        from torchao.quantization import Int8DynamicActivationInt8WeightConfig, quantize_
-    except ImportError as err:
-        raise ImportError(f"quantize=True needs torchao ({err}); install it with `pip install torchao`") from None
-    finally:
-        pytree_log.setLevel(level)
-    quantize_(model.visual, Int8DynamicActivationInt8WeightConfig())
-    return True

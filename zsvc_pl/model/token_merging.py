@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from zsvc_pl.model.image_tower import project_qkv
+
 
 def bipartite_merge(x: torch.Tensor, metric: torch.Tensor, size: torch.Tensor, r: int
                     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -62,7 +64,7 @@ class TokenMergingBlock(nn.Module):
         else:
             bias = size.log()[:, None, None, :, 0]  # [N, 1, 1, L]: each key counted as often as its size
             bias = bias + attn_mask.to(bias.dtype) if attn_mask is not None else bias
-        q, k, v = nn.functional.linear(b.ln_1(x), b.attn.in_proj_weight, b.attn.in_proj_bias).chunk(3, dim=-1)
+        q, k, v = project_qkv(b.attn, b.ln_1(x)).chunk(3, dim=-1)
         q, k, v = (t.view(n, length, heads, width // heads).transpose(1, 2) for t in (q, k, v))
         out = nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=bias)
         x = x + b.ls_1(b.attn.out_proj(out.transpose(1, 2).reshape(n, length, width)))

@@ -12,8 +12,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from zsvc_pl.model.backbone import Backbone, load_clip, quantize_image_tower
+from zsvc_pl.model.backbone import Backbone, load_clip
 from zsvc_pl.model.examples import ExampleMemory
+from zsvc_pl.model.image_tower import FrameEncoder, quantize_image_tower
 from zsvc_pl.model.preprocess import ClipNormalize
 from zsvc_pl.labels import validate_labels
 from zsvc_pl.model.prompts import class_prompts, load_descriptions, load_templates
@@ -38,17 +39,19 @@ class VideoTextModel(nn.Module):
         image_variant: how the image tower was changed after loading (``|tome2``, ``|int8``): part of the
             feature cache's key, not of the checkpoint's backbone identity.
         vision_prompts: learnable tokens in the image tower (``VisionPrompts``), or ``None``.
+        compile_tower: run the image tower through ``torch.compile`` (``zsvc_pl.model.image_tower``).
     """
 
     def __init__(self, backbone: Backbone, templates: list[str], temporal: nn.Module,
                  prompt_learner: PromptLearner | None = None, descriptions: dict[str, list[str]] | None = None,
                  descriptions_mode: str = "add", zs_mix: float = 0.0, image_variant: str = "",
-                 vision_prompts: VisionPrompts | None = None) -> None:
+                 vision_prompts: VisionPrompts | None = None, compile_tower: bool = False) -> None:
         super().__init__()
         self.backbone = backbone.model
         self.tokenizer = backbone.tokenizer
         self.identity = backbone.identity
-        self.image_variant = image_variant
+        self.image_variant = image_variant + ("|compiled" if compile_tower else "")
+        self.encode_frames = FrameEncoder(self.backbone, compile_tower)
         self.image_size = backbone.image_size
         self.embed_dim = backbone.embed_dim
         self.normalize = ClipNormalize(backbone.image_size, backbone.mean, backbone.std, backbone.interpolation)
@@ -104,7 +107,7 @@ class VideoTextModel(nn.Module):
         b, v, t = video.shape[:3]
         grad = self.training and self.vision_prompts is not None and torch.is_grad_enabled()
         with torch.set_grad_enabled(grad):
-            feats = self.backbone.encode_image(self.normalize(video.flatten(0, 2)))
+            feats = self.encode_frames(self.normalize(video.flatten(0, 2)))
         return F.normalize(feats.float(), dim=-1).view(b, v, t, -1)
 
     def zeroshot_text_features(self, labels: Sequence[Label]) -> torch.Tensor:
@@ -197,12 +200,14 @@ def create_model(
     quantize: bool = False,
     token_merging: int = 0,
     vision_prompts: int = 0,
+    compile_tower: bool = False,
 ) -> VideoTextModel:
     """The one factory: backbone by name and weights, prompts, aggregator, optional CoOp vectors and vision
     prompts."""
     bb = load_clip(model_name, pretrained, cache_dir)
-    if vision_prompts and (token_merging or quantize):
-        raise ValueError("vision prompts cannot be combined with token merging or int8 quantisation")
+    if vision_prompts and (token_merging or quantize or compile_tower):
+        raise ValueError("vision prompts cannot be combined with token merging, int8 quantisation or a compiled "
+                         "image tower")
     apply_token_merging(bb.model.visual, token_merging)
     quantized = quantize and quantize_image_tower(bb.model, only_if_faster=True)
     learner = None
@@ -216,4 +221,4 @@ def create_model(
         build_temporal(temporal, bb.embed_dim, temporal_depth, temporal_heads, max_frames, attention_temperature),
         learner, load_descriptions(descriptions) if descriptions else None, descriptions_mode, zs_mix,
         (f"|tome{token_merging}" if token_merging else "") + ("|int8" if quantized else ""),
-        VisionPrompts(bb.model.visual, vision_prompts) if vision_prompts else None)
+        VisionPrompts(bb.model.visual, vision_prompts) if vision_prompts else None, compile_tower)

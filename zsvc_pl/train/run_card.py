@@ -26,7 +26,7 @@ from zsvc_pl.train.callbacks import gather_lists
 
 MODEL_KEYS = ("model_name", "pretrained", "templates", "descriptions", "descriptions_mode", "temporal",
               "temporal_depth", "n_ctx", "ctx_init", "class_specific_ctx", "zs_mix", "quantize", "token_merging",
-              "vision_prompts", "abstain", "example_weight", "top_k")
+              "compile_tower", "vision_prompts", "abstain", "example_weight", "top_k")
 DATA_KEYS = ("num_frames", "num_clips", "num_crops", "sampling", "frame_size", "backend", "decode_timeout",
              "format", "fold", "label_file", "other_classes", "k_shot", "seed")
 

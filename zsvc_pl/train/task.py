@@ -63,6 +63,7 @@ class VideoClassificationTask(LightningModule):
         cache_dir: where open_clip looks for and stores downloaded weights.
         quantize: int8 dynamic quantisation of the image tower's linear layers, for CPU inference.
         token_merging: tokens merged per image-tower block (ToMe), 0 for none: faster, slightly different.
+        compile_tower: run the image tower through ``torch.compile`` (compiled once per run, then faster).
         vision_prompts: learnable tokens per image-tower block (VPT-deep), 0 for none; trained through the tower.
         allow_unidentified_checkpoint: load a checkpoint that does not record its backbone (older or foreign
             files) on whatever backbone is configured; off by default, since a wrong backbone gives wrong scores.
@@ -96,6 +97,7 @@ class VideoClassificationTask(LightningModule):
         cache_dir: str | None = None,
         quantize: bool = False,
         token_merging: int = 0,
+        compile_tower: bool = False,
         vision_prompts: int = 0,
         allow_unidentified_checkpoint: bool = False,
     ) -> None:

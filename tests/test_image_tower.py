@@ -1,0 +1,70 @@
+import copy
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from zsvc_pl.model.backbone import load_clip
+from zsvc_pl.model.image_tower import FrameEncoder, LinearAttention, linear_attention, quantize_image_tower
+
+
+def _tower_and_frames(n: int = 10):
+    torch.manual_seed(0)
+    model = load_clip("demo", "demo").model.eval()
+    return model, torch.rand(n, 3, 64, 64)
+
+
+def test_linear_attention_computes_what_multihead_attention_computes():
+    torch.manual_seed(0)
+    mha = nn.MultiheadAttention(48, 4, batch_first=True).eval()
+    x = torch.randn(3, 7, 48)
+    mask = torch.zeros(7, 7).masked_fill(torch.triu(torch.ones(7, 7, dtype=torch.bool), 1), float("-inf"))
+    ours = LinearAttention(mha)
+    for m in (None, mask):
+        expected = mha(x, x, x, need_weights=False, attn_mask=m)[0]
+        assert torch.allclose(ours(x, x, x, need_weights=False, attn_mask=m)[0], expected, atol=1e-5)
+    seq_first = nn.MultiheadAttention(48, 4).eval()
+    xt = x.transpose(0, 1)
+    assert torch.allclose(LinearAttention(seq_first)(xt)[0], seq_first(xt, xt, xt, need_weights=False)[0], atol=1e-5)
+
+
+def test_the_converted_tower_gives_the_same_features_and_int8_reaches_every_projection():
+    model, frames = _tower_and_frames()
+    converted = copy.deepcopy(model)
+    assert linear_attention(converted.visual) == 4  # the demo tower's four blocks
+    with torch.inference_mode():
+        reference = model.encode_image(frames)
+        assert torch.allclose(converted.encode_image(frames), reference, atol=1e-5)
+    assert quantize_image_tower(model)
+    block = model.visual.transformer.resblocks[0]
+    for layer in (block.attn.qkv, block.attn.out_proj, block.mlp.c_fc, block.mlp.c_proj):
+        assert type(layer.weight) is not nn.Parameter  # int8 tensors, not fp32 weights
+    with torch.inference_mode():
+        quantized = model.encode_image(frames)
+    assert not torch.allclose(quantized, reference, atol=1e-4)  # the int8 layers really run
+    assert F.cosine_similarity(quantized, reference).min() > 0.995
+
+
+def test_frames_go_through_in_even_chunks_with_the_same_features():
+    model, frames = _tower_and_frames(10)
+    calls = []
+    model.visual.register_forward_hook(lambda m, args, out: calls.append(len(args[0])))
+    encoder = FrameEncoder(model, chunk=4)
+    with torch.inference_mode():
+        chunked = encoder(frames)
+        assert calls == [4, 3, 3]  # ceil(10 / 4) = 3 chunks, as even as they come
+        assert torch.allclose(chunked, model.encode_image(frames), atol=1e-5)
+    assert FrameEncoder(model).chunk == 64  # demo tower: 65 tokens (8 x 8 patches, class); 8192 // 65 = 126 -> 64
+
+
+def test_a_compiled_tower_sees_one_input_size_and_gives_the_same_features():
+    model, frames = _tower_and_frames(10)
+    encoder = FrameEncoder(model, compiled=True, chunk=6)
+    sizes = []
+    encoder.compiled = lambda x: (sizes.append(len(x)), model.visual(x))[1]  # the compiled call, observed
+    with torch.inference_mode():
+        first = encoder(frames[:4])  # the first call fixes the size: 4 frames
+        rest = encoder(frames)  # 10 frames: 4 + 4 + 2 padded to 4
+        reference = model.encode_image(frames)
+    assert sizes == [4, 4, 4, 4] and encoder.compiled_frames == 4
+    assert torch.allclose(first, reference[:4], atol=1e-5) and torch.allclose(rest, reference, atol=1e-5)
