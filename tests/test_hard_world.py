@@ -11,6 +11,9 @@ import torch
 import torch.nn.functional as F
 
 from zsvc_pl.demo.hard_world import (
+    CORNERS,
+    _blur,
+    _clutter,
     _families,
     generate_hard_dataset,
     generate_in_domain_test,
@@ -27,9 +30,9 @@ needs_demo = pytest.mark.skipif(not DEMO_WEIGHTS.is_file(), reason="demo weights
 
 def test_every_novel_class_combines_parts_seen_in_base_classes():
     fam = _families()
-    assert len(hard_classes()) == len(set(hard_classes())) == 40
+    assert len(hard_classes()) == len(set(hard_classes())) == 48
     base, novel = hard_base_novel()
-    assert len(base) == len(novel) == 20
+    assert len(base) == len(novel) == 24
     seen = {part for _, p, b in fam if b for part in p.items()}
     for name, params, is_base in fam:
         if not is_base:  # each part (kind, directions, speed, colours, place, tone) is in some base class
@@ -37,7 +40,7 @@ def test_every_novel_class_combines_parts_seen_in_base_classes():
             assert not any(p == params for _, p, b in fam if b)  # but not this combination
     families = [p["kind"] for _, p, _ in fam]
     assert {k: families.count(k) for k in set(families)} == {"two_phase": 8, "speed": 8, "change": 8,
-                                                              "appears": 4, "vanishes": 4, "shade": 8}
+                                                              "appears": 4, "vanishes": 4, "shade": 8, "outline": 8}
 
 
 def test_time_order_alone_separates_reversed_classes_and_the_test_domain_is_shifted():
@@ -48,17 +51,34 @@ def test_time_order_alone_separates_reversed_classes_and_the_test_domain_is_shif
     mask = np.any(a != b, axis=(0, 3))
     assert mask.any() and np.all(a[:3][:, mask].mean(axis=(0, 1))[:3] != b[:3][:, mask].mean(axis=(0, 1))[:3])
     rng = np.random.default_rng(0)
-    train_bg = [render_hard(fam["appears on the left"], rng, False)[0].mean() for _ in range(20)]
-    test_bg = [render_hard(fam["appears on the left"], rng, True)[0].mean() for _ in range(20)]
+    train_bg = [np.median(render_hard(fam["appears on the left"], rng, False)[0]) for _ in range(20)]
+    test_bg = [np.median(render_hard(fam["appears on the left"], rng, True)[0]) for _ in range(20)]
     assert min(train_bg) > 45 and max(train_bg) < 205  # first frame: background only (the object appears later)
-    assert all(m < 45 or m > 195 for m in test_bg)
+    assert all(m < 45 or m > 195 for m in test_bg)  # (and a small still object in a corner: clutter)
+
+
+def test_the_test_domain_adds_a_still_object_of_another_colour_in_a_corner_and_blur():
+    from zsvc_pl.demo.world import COLOURS
+
+    bg = np.full((64, 64, 3), 100.0)
+    for seed in range(8):
+        out = _clutter(bg, {"red", "blue", None}, 6.0, np.random.default_rng(seed))
+        ys, xs = np.nonzero(np.any(out != bg, axis=-1))
+        corner = min(CORNERS, key=lambda c: (c[0] * 64 - xs.mean()) ** 2 + (c[1] * 64 - ys.mean()) ** 2)
+        assert np.abs(xs + 0.5 - corner[0] * 64).max() <= 6 and np.abs(ys + 0.5 - corner[1] * 64).max() <= 6
+        colour = tuple(int(v) for v in out[ys[0], xs[0]])
+        assert colour in [COLOURS[c] for c in COLOURS if c not in ("red", "blue")]
+    impulse = np.zeros((9, 9, 3), dtype=np.uint8)
+    impulse[4, 4] = 255
+    blurred = _blur(impulse)[..., 0]  # [1, 4, 6, 4, 1] / 16 along each axis
+    assert blurred[4, 4] == 36 and blurred[4, 6] == 6 and blurred[2, 2] == 1 and blurred[4, 7] == 0
 
 
 def test_generation_is_deterministic(tmp_path):
     one = generate_hard_dataset(tmp_path / "a", train_per_class=1, test_per_class=1, seed=5, num_frames=8)
     two = generate_hard_dataset(tmp_path / "b", train_per_class=1, test_per_class=1, seed=5, num_frames=8)
     files = sorted(p.relative_to(one) for p in one.rglob("*.mp4"))
-    assert len(files) == 20 * 3 + 40  # train and val: base classes; test: all 40
+    assert len(files) == 24 * 3 + 48  # train and val: base classes; test: all 48
     assert all((one / f).read_bytes() == (two / f).read_bytes() for f in files)
     unshifted = generate_in_domain_test(tmp_path / "c", test_per_class=1, seed=5, num_frames=8)
     assert sorted(p.parent.name for p in unshifted.rglob("*.mp4")) == sorted(hard_classes())

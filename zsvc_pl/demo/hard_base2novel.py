@@ -1,12 +1,15 @@
 """Base-to-novel on the harder world: every learnable part, alone and combined, over several seeds.
 
-    python -m zsvc_pl.demo.hard_base2novel [--seeds 0 1 2] [--out demo_runs/hard] [--variants ...] [--in-domain]
+    python -m zsvc_pl.demo.hard_base2novel [--seeds 0 1 2 3 4] [--out demo_runs/hard] [--variants ...] [--in-domain]
 
 For each seed the world is generated with that seed and every variant is a plain LightningCLI run of
-configs/demo_hard.yaml with a few overrides and ``--seed_everything`` set to the seed; the table gives base,
-novel and HM as mean +- sample standard deviation over the seeds, and the mean fit time. ``--in-domain`` also
-tests each variant's model on a test set without the shift (for runs already in ``results.json``, their saved
-checkpoints are tested; nothing is refitted), to measure what the shift costs.
+configs/demo_hard.yaml with a few overrides and ``--seed_everything`` set to the seed. The first table gives
+base, novel and HM as mean +- sample standard deviation over the seeds, and the mean fit time. Variants are
+compared seed by seed (same world, same test videos), so the second table gives each variant's HM minus that of
+zero-shot and of the reference combination as the mean paired difference with its 95 % interval (Student's t
+over the seeds): a difference is outside the spread when its interval excludes 0. ``--in-domain`` also tests
+each variant's model on a test set without the shift (for runs already in ``results.json``, their saved
+checkpoints are tested; nothing is refitted), to measure what the shift costs, with the same paired interval.
 """
 
 from __future__ import annotations
@@ -91,6 +94,42 @@ def run_variant(name: str, data: Path, out: Path, seed: int) -> dict:
     return {**_scores(metrics), "fit_seconds": round(fit_s, 1)}
 
 
+REFERENCE = "CoOp + temporal + KgCoOp + zero-shot mix"
+T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228}
+
+
+def interval(values: list[float]) -> tuple[float, float]:
+    """Mean and half-width of its 95 % confidence interval (Student's t; 0 for a single value)."""
+    if len(values) < 2:
+        return statistics.mean(values), 0.0
+    t = T_975.get(len(values) - 1, 1.96)
+    return statistics.mean(values), t * statistics.stdev(values) / len(values) ** 0.5
+
+
+def _paired(results: dict[str, dict[str, dict]], name: str, other: str) -> str:
+    """``+d [lo, hi]`` for HM(name) - HM(other) over the seeds that ran both, in points."""
+    diffs = [100 * (r[name]["hm"] - r[other]["hm"]) for r in results.values() if name in r and other in r]
+    if not diffs:
+        return "-"
+    mean, half = interval(diffs)
+    mark = " *" if abs(mean) > half and len(diffs) > 1 else ""
+    return f"{mean:+.1f} [{mean - half:+.1f}, {mean + half:+.1f}]{mark}"
+
+
+def paired_rows(results: dict[str, dict[str, dict]]) -> list[str]:
+    """Markdown rows: each variant's HM against zero-shot and against the reference, paired by seed, with the
+    half-width of the 95 % interval of its own mean HM."""
+    rows = []
+    for name in VARIANTS:
+        hms = [100 * r[name]["hm"] for r in results.values() if name in r]
+        if not hms:
+            continue
+        mean, half = interval(hms)
+        rows.append(f"| {name} | {mean:.1f} +- {half:.1f} | {_paired(results, name, 'zero-shot')} | "
+                    f"{_paired(results, name, REFERENCE)} |")
+    return rows
+
+
 def summary(results: dict[str, dict[str, dict]], in_domain: bool = False) -> list[str]:
     """Markdown rows: each variant's base / novel / HM as mean +- sd over seeds (percent), and mean fit time
     (``in_domain``: the unshifted test set's, and the shifted test set's HM minus it)."""
@@ -108,9 +147,9 @@ def summary(results: dict[str, dict[str, dict]], in_domain: bool = False) -> lis
             sd = statistics.stdev(values) if len(values) > 1 else 0.0
             cells.append(f"{statistics.mean(values):.1f} +- {sd:.1f}")
         if in_domain:
-            cost = [100 * (r["shifted_hm"] - r["hm"]) for r in runs]
-            sd = statistics.stdev(cost) if len(cost) > 1 else 0.0
-            rows.append(f"| {name} | " + " | ".join(cells) + f" | {statistics.mean(cost):.1f} +- {sd:.1f} |")
+            mean, half = interval([100 * (r["shifted_hm"] - r["hm"]) for r in runs])
+            cost = f"{mean:+.1f} [{mean - half:+.1f}, {mean + half:+.1f}]"
+            rows.append(f"| {name} | " + " | ".join(cells) + f" | {cost} |")
             continue
         fit = statistics.mean(r["fit_seconds"] for r in runs)
         rows.append(f"| {name} | " + " | ".join(cells) + f" | {fit:.0f} s |")
@@ -120,10 +159,10 @@ def summary(results: dict[str, dict[str, dict]], in_domain: bool = False) -> lis
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="demo_runs/hard")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--train-per-class", type=int, default=16)
-    parser.add_argument("--test-per-class", type=int, default=15)
+    parser.add_argument("--test-per-class", type=int, default=20)
     parser.add_argument("--in-domain", action="store_true", help="also test on an unshifted test set")
     args = parser.parse_args(argv)
     out = Path(args.out)
@@ -143,8 +182,12 @@ def main(argv: list[str] | None = None) -> None:
     print(f"\n| variant (seeds {', '.join(results)}) | base top-1 | novel top-1 | HM | fit time |")
     print("|---|---|---|---|---|")
     print("\n".join(summary(results)))
+    print(f"\n| variant | HM, mean +- 95 % half-width | HM - zero-shot [95 %] | HM - {REFERENCE} [95 %] |")
+    print("|---|---|---|---|")
+    print("\n".join(paired_rows(results)))
+    print("(paired by seed; * : the interval excludes 0)")
     if args.in_domain:
-        print("\n| variant, unshifted test set | base top-1 | novel top-1 | HM | HM shifted - unshifted |")
+        print("\n| variant, unshifted test set | base top-1 | novel top-1 | HM | HM shifted - unshifted [95 %] |")
         print("|---|---|---|---|---|")
         print("\n".join(summary(results, in_domain=True)))
 

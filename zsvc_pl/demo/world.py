@@ -67,6 +67,10 @@ def shape_mask(shape: str, size: int, cx: float, cy: float, r: float) -> np.ndar
     if shape == "cross":
         arm = r * 0.33
         return ((np.abs(dx) <= r) & (np.abs(dy) <= arm)) | ((np.abs(dy) <= r) & (np.abs(dx) <= arm))
+    if shape == "diamond":  # the square turned by 45 degrees, of the same area (the harder world only)
+        return np.abs(dx) + np.abs(dy) <= r * 1.2
+    if shape == "ring":  # the circle with a hole (the harder world only)
+        return ((r * 0.5) ** 2 <= dx**2 + dy**2) & (dx**2 + dy**2 <= r**2)
     raise ValueError(f"unknown shape {shape!r}")
 
 
