@@ -182,6 +182,21 @@ def _print_ratios(res: dict, names: tuple[str, ...]) -> None:
               + ", ".join(f"{x:.3f}" for x in r["all"]))
 
 
+def _cpu_floor(res: dict) -> float:
+    """The lowest end-to-end / bound ratio this machine allows when the tower already keeps every core busy:
+    decoding then needs CPU time of its own, so per video the wall time is at least W + d / C (W: the bound's
+    seconds per video on C threads, d: decode + preprocess CPU seconds per video on one core)."""
+    w = _per_video(res["encoder_only"])
+    return 1 + res["decode_preprocess"]["ms_per_video"] / 1000 / (res["threads"] * w)
+
+
+def _print_floor(res: dict) -> None:
+    print(f"CPU floor for a pipeline on {res['threads']} cores: {res['cpu_floor']:.3f} (decode + preprocess "
+          f"{res['decode_preprocess']['ms_per_video']:.0f} ms per video on one core, image tower "
+          f"{1000 * _per_video(res['encoder_only']):.0f} ms per video on {res['threads']} threads); below it only "
+          f"with more cores than the tower uses, or the tower on a GPU")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--videos", required=True)
@@ -216,10 +231,12 @@ def main() -> None:
     for name in [n for n in ("zsvc_pl", "zsvc_pl_decord", "api") if n in runs]:
         ratios = [_per_video(a) / _per_video(b) for a, b in zip(runs[name], runs["encoder_only"])]
         res[f"{name}_over_encoder_bound"] = {"median": _median(ratios), "all": ratios}
+    res["decode_preprocess"] = in_process(run_decode_only, args.model, paths, args.frames)
+    res["cpu_floor"] = _cpu_floor(res)
     if args.api_only:
         print(json.dumps(res, indent=1))
-        return _print_ratios(res, ("zsvc_pl", "api"))
-    res["decode_preprocess"] = in_process(run_decode_only, args.model, paths, args.frames)
+        _print_ratios(res, ("zsvc_pl", "api"))
+        return _print_floor(res)
     res["decode_preprocess_decord"] = in_process(run_decode_only, args.model, paths, args.frames, "decord")
     res["conventional"] = in_process(run_conventional, args.model, paths, labels, args.frames, args.batch)
     manifest = Path(args.videos) / "manifest.csv"
@@ -253,6 +270,7 @@ def main() -> None:
               f"crop+normalise {st['crop_normalize']:.0f}): {d['sampled_frames_per_core_second']:.0f} sampled "
               f"frames/s per core")
     _print_ratios(res, ("zsvc_pl", "zsvc_pl_decord", "api"))
+    _print_floor(res)
     print(f"conventional / zsvc_pl = "
           f"{res['conventional_over_zsvc']:.2f}; label encoding, once per list: "
           f"{res['zsvc_pl']['text_seconds']:.1f} s")
