@@ -68,3 +68,18 @@ def test_a_compiled_tower_sees_one_input_size_and_gives_the_same_features():
         reference = model.encode_image(frames)
     assert sizes == [4, 4, 4, 4] and encoder.compiled_frames == 4
     assert torch.allclose(first, reference[:4], atol=1e-5) and torch.allclose(rest, reference, atol=1e-5)
+
+
+def test_compile_tower_traces_the_demo_tower_and_keys_the_cache_apart(monkeypatch):
+    import functools
+
+    from zsvc_pl.model import create_model
+
+    # Dynamo's graph capture as with Inductor, run eagerly: seconds instead of a C++ build on the CPU
+    monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend="eager"))
+    plain, compiled = create_model("demo", "demo"), create_model("demo", "demo", compile_tower=True)
+    assert compiled.feature_identity == plain.identity + "|compiled" and compiled.identity == plain.identity
+    video = torch.randint(0, 255, (3, 1, 4, 3, 64, 64), dtype=torch.uint8)
+    with torch.inference_mode():
+        a, b = plain.frame_features(video), compiled.frame_features(video)
+    assert compiled.encode_frames.compiled_frames == 12 and torch.allclose(a, b, atol=1e-5)
