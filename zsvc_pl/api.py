@@ -53,8 +53,8 @@ class ZeroShotVideoClassifier:
         backend, decode_timeout: first decoder to try, and the per-video time limit in seconds.
         feature_cache: folder for per-video frame features: classifying the same files again (with new labels)
             skips decoding and the image tower.
-        quantize: int8 image tower on CPU; token_merging: tokens merged per image-tower block (ToMe, 0: off);
-            compile_tower: ``torch.compile`` the image tower (a one-off compile, then faster; see README Speed);
+        quantize: int8 image tower on CPU (faster only with ``compile_tower``: ``torch.compile`` of the image tower,
+            a one-off compile; see README Speed); token_merging: tokens merged per image-tower block (ToMe, 0: off);
             cache_dir: open_clip's weight cache; device: default cuda if present.
         model: an existing ``VideoTextModel`` to wrap instead of building one (see ``from_checkpoint``).
         labels: labels used when ``classify`` is called without any (a trained run's classes).

@@ -61,7 +61,7 @@ class VideoClassificationTask(LightningModule):
             writes ``none`` first (``zsvc_pl.model.abstention``; ``test`` reports the threshold for 95 % recall).
         example_weight: weight of a label set's example clips against its texts (``zsvc_pl.model.examples``).
         cache_dir: where open_clip looks for and stores downloaded weights.
-        quantize: int8 dynamic quantisation of the image tower's linear layers, for CPU inference.
+        quantize: int8 image-tower projections for CPU inference (faster only with ``compile_tower``).
         token_merging: tokens merged per image-tower block (ToMe), 0 for none: faster, slightly different.
         compile_tower: run the image tower through ``torch.compile`` (compiled once per run, then faster).
         vision_prompts: learnable tokens per image-tower block (VPT-deep), 0 for none; trained through the tower.
