@@ -83,3 +83,16 @@ def test_compile_tower_traces_the_demo_tower_and_keys_the_cache_apart(monkeypatc
     with torch.inference_mode():
         a, b = plain.frame_features(video), compiled.frame_features(video)
     assert compiled.encode_frames.compiled_frames == 12 and torch.allclose(a, b, atol=1e-5)
+
+
+def test_int8_reaches_the_projections_of_token_merging_blocks_too():
+    from zsvc_pl.model.token_merging import apply_token_merging
+
+    model, frames = _tower_and_frames()
+    apply_token_merging(model.visual, 4)
+    with torch.inference_mode():
+        merged = model.encode_image(frames)
+    assert quantize_image_tower(model)
+    assert type(model.visual.transformer.resblocks[0].block.attn.qkv.weight) is not nn.Parameter
+    with torch.inference_mode():
+        assert F.cosine_similarity(model.encode_image(frames), merged).min() > 0.99

@@ -82,11 +82,14 @@ def project_qkv(attn: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 def linear_attention(visual: nn.Module) -> int:
-    """Turn every ``nn.MultiheadAttention`` inside ``visual`` into a ``LinearAttention``; how many there were."""
-    targets = [(parent, name, child) for parent in visual.modules() for name, child in parent.named_children()
-               if isinstance(child, nn.MultiheadAttention)]
-    for parent, name, child in targets:
-        setattr(parent, name, LinearAttention(child))
+    """Turn the self-attention of every block of a ViT image tower into a ``LinearAttention``; how many.
+
+    Only the blocks' own attention: an attentional pooler (CoCa) attends across, which this class does not do.
+    """
+    blocks = [getattr(b, "block", b) for b in getattr(getattr(visual, "transformer", None), "resblocks", [])]
+    targets = [b for b in blocks if isinstance(getattr(b, "attn", None), nn.MultiheadAttention)]  # ToMe unwrapped
+    for block in targets:
+        block.attn = LinearAttention(block.attn)
     return len(targets)
 
 
