@@ -140,3 +140,21 @@ def test_vision_prompts_refuse_cached_training_and_token_merging(tiny_ckpt, vide
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert "--data.feature_cache cannot train this model: a trainable part acts on the pixels" in err
+
+
+def test_the_runner_pairs_variants_by_seed_with_student_intervals(tmp_path, capsys):
+    import json
+
+    from zsvc_pl.demo import hard_base2novel as runner
+
+    mean, half = runner.interval([1.0, 2.0, 3.0])
+    assert mean == 2.0 and half == pytest.approx(4.303 / 3 ** 0.5)
+    run = lambda b, n, h: {"base_top1": b, "novel_top1": n, "hm": h, "fit_seconds": 1.0}  # noqa: E731
+    results = {"0": {"zero-shot": run(0.10, 0.10, 0.10), "CoOp": run(0.20, 0.12, 0.15)},
+               "1": {"zero-shot": run(0.30, 0.30, 0.30), "CoOp": run(0.40, 0.29, 0.36)}}
+    rows = runner.paired_rows(results)
+    # HM: +5 and +6 points, paired (the seeds' own levels 10 and 30 cancel); t(1) = 12.706 over sd 0.707 / sqrt 2
+    assert rows[1] == ("| CoOp | 25.5 +- 133.4 | +5.5 [-0.9, +11.9] | - | +10.0 [+10.0, +10.0] * | -1.0 |")
+    (tmp_path / "results.json").write_text(json.dumps(results))
+    runner.main(["--out", str(tmp_path), "--report"])  # prints from results.json, fits nothing
+    assert "| CoOp | 25.5 +- 133.4 | +5.5 [-0.9, +11.9]" in capsys.readouterr().out
