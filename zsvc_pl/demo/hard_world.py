@@ -12,8 +12,8 @@ combination of parts seen in base classes:
 The object's colour and shape are nuisances except where the class names them. Class names use the words people
 write ("up", "quickly", "turns", "vanishes", "dark", "diamond", "ring", "disc"), which the demo backbone's
 captions never contained (they say "at the top", name six colours and four shapes). Test videos are shifted from
-training: darker or brighter backgrounds, stronger noise, larger objects, a second, still object in a corner
-(clutter: another colour, another shape) and defocus blur, none of which any training video shows.
+training: darker or brighter backgrounds, stronger noise, larger objects, a second, small, still object in a corner
+(clutter, in a colour the class does not use) and defocus blur, none of which any training video shows.
 """
 
 from __future__ import annotations
