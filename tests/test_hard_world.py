@@ -149,6 +149,8 @@ def test_the_runner_pairs_variants_by_seed_with_student_intervals(tmp_path, caps
 
     mean, half = runner.interval([1.0, 2.0, 3.0])
     assert mean == 2.0 and half == pytest.approx(4.303 / 3 ** 0.5)
+    assert runner.t_975(14) == 2.145 and runner.t_975(40) == pytest.approx(2.021, abs=0.003)
+    assert runner.t_975(120) == pytest.approx(1.980, abs=0.001)
     run = lambda b, n, h: {"base_top1": b, "novel_top1": n, "hm": h, "fit_seconds": 1.0}  # noqa: E731
     results = {"0": {"zero-shot": run(0.10, 0.10, 0.10), "CoOp": run(0.20, 0.12, 0.15)},
                "1": {"zero-shot": run(0.30, 0.30, 0.30), "CoOp": run(0.40, 0.29, 0.36)}}
