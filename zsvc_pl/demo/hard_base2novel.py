@@ -119,7 +119,7 @@ def interval(values: list[float]) -> tuple[float, float]:
 def _paired(results: dict[str, dict[str, dict]], name: str, other: str, key: str = "hm") -> str:
     """``+d [lo, hi]`` for ``key``(name) - ``key``(other) over the seeds that ran both, in points."""
     diffs = [100 * (r[name][key] - r[other][key]) for r in results.values() if name in r and other in r]
-    if not diffs:
+    if not diffs or name == other:
         return "-"
     mean, half = interval(diffs)
     mark = " *" if abs(mean) > half and len(diffs) > 1 else ""
