@@ -96,16 +96,3 @@ def test_int8_reaches_the_projections_of_token_merging_blocks_too():
     assert type(model.visual.transformer.resblocks[0].block.attn.qkv.weight) is not nn.Parameter
     with torch.inference_mode():
         assert F.cosine_similarity(model.encode_image(frames), merged).min() > 0.99
-
-
-def test_importing_the_package_lets_idle_openmp_threads_sleep_unless_the_user_chose():
-    import os
-    import subprocess
-    import sys
-
-    code = "import os, zsvc_pl, torch; print(os.environ['OMP_WAIT_POLICY'])"
-    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
-    run = lambda e: subprocess.run([sys.executable, "-c", code], env=e, capture_output=True, text=True,  # noqa: E731
-                                   check=True).stdout.strip()
-    assert run(env) == "PASSIVE"
-    assert run({**env, "OMP_WAIT_POLICY": "ACTIVE"}) == "ACTIVE"

@@ -5,14 +5,6 @@ Layers, lowest first: ``labels`` (pure Python), ``model`` (tensors only) and ``d
 ``moderation``, ``cli``, ``protocols``, ``convert``. No module imports from a layer above its own.
 """
 
-import os
-
-# Decoding workers and the image tower's OpenMP threads share the CPU. By default libgomp keeps a finished
-# parallel region's threads spinning, on cores the decoders need: a demo fit's epochs ran 20-25 % slower on 2
-# cores (benchmarks/training.py). Threads that sleep when idle cost the tower alone nothing measurable. A user's
-# own setting wins; it takes effect only where torch is imported after zsvc_pl (every command line here).
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
 from zsvc_pl.api import ZeroShotVideoClassifier
 from zsvc_pl.data import VideoDataModule, VideoDecodeError
 from zsvc_pl.demo.world import generate_dataset
