@@ -26,9 +26,9 @@ CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo_base2novel.yaml
 
 def fit_and_test(data: str, base: str, epochs: int, cache: str | None) -> dict:
     """One fit (timed per epoch) and a test of the result."""
-    from zsvc_pl import VideoClassificationTask, VideoDataModule  # first: it sets torch's thread wait policy
+    from lightning import Callback, Trainer, seed_everything
 
-    from lightning import Callback, Trainer, seed_everything  # noqa: I001
+    from zsvc_pl import VideoClassificationTask, VideoDataModule
 
     class EpochTimer(Callback):
         """Seconds of each training epoch, without the validation that Lightning runs inside it."""
