@@ -118,8 +118,10 @@ def interval(values: list[float]) -> tuple[float, float]:
 
 def _paired(results: dict[str, dict[str, dict]], name: str, other: str, key: str = "hm") -> str:
     """``+d [lo, hi]`` for ``key``(name) - ``key``(other) over the seeds that ran both, in points."""
+    if name == other:
+        return "-"
     diffs = [100 * (r[name][key] - r[other][key]) for r in results.values() if name in r and other in r]
-    if not diffs or name == other:
+    if not diffs:
         return "-"
     mean, half = interval(diffs)
     mark = " *" if abs(mean) > half and len(diffs) > 1 else ""
@@ -138,9 +140,10 @@ def paired_rows(results: dict[str, dict[str, dict]]) -> list[str]:
         mean, half = interval(hms)
         novel = [100 * (r[name]["novel_top1"] - r["zero-shot"]["novel_top1"]) for r in results.values()
                  if name in r and "zero-shot" in r]
+        lowest = f"{min(novel):+.1f}" if novel and name != "zero-shot" else "-"
         rows.append(f"| {name} | {mean:.1f} +- {half:.1f} | {_paired(results, name, 'zero-shot')} | "
                     f"{_paired(results, name, REFERENCE)} | {_paired(results, name, 'zero-shot', 'base_top1')} | "
-                    f"{min(novel, default=0.0):+.1f} |")
+                    f"{lowest} |")
     return rows
 
 
