@@ -21,20 +21,24 @@ class OutputError(RuntimeError):
     """An output that cannot be written as asked; the message says what to do instead."""
 
 
-def atomic_write(target: str | Path, write: Callable[[Path], None]) -> None:
+def atomic_write(target: str | Path, write: Callable[[Path], None], durable: bool = True) -> None:
     """Write ``target`` through ``write(tmp)`` on a temporary file in the same folder, fsync it, rename it over
-    ``target``: readers see the old file or the new one, never a part."""
+    ``target``: readers see the old file or the new one, never a part. ``durable=False`` skips the fsyncs, for
+    files whose readers check them and can make them again (the feature cache): still atomic, not crash-proof."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
         write(tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
+        if durable:
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
         os.replace(tmp, target)
     finally:
         if tmp.exists():
             tmp.unlink()
+    if not durable:
+        return
     try:
         fd = os.open(target.parent, os.O_RDONLY)
         os.fsync(fd)
