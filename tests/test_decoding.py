@@ -88,6 +88,27 @@ def test_sparse_decoding_skips_what_the_requested_frames_do_not_need(gop_video):
     assert everything.frames_decoded == 96
 
 
+def test_a_sparse_read_opens_the_file_once_and_a_second_request_reopens_it(gop_video, monkeypatch):
+    from zsvc_pl.data import backends, decoding
+
+    opened = []
+    real_open = backends._open_av
+
+    def counting_open(path):
+        opened.append(path)
+        return real_open(path)
+
+    monkeypatch.setattr(backends, "_open_av", counting_open)
+    monkeypatch.setattr(decoding, "_open_av", counting_open)
+    expected = read_frames(open_video(gop_video, backend="pyav"), [3, 50, 95], gop_video)
+    opened.clear()
+    video = open_video(gop_video, backend="sparse")
+    assert np.array_equal(read_frames(video, [3, 50, 95], gop_video), expected)
+    assert len(opened) == 1  # the index pass's container is the one the frames are decoded from
+    assert np.array_equal(read_frames(video, [95, 50, 3], gop_video), expected[::-1])
+    assert len(opened) == 2
+
+
 def test_a_failing_reader_falls_back_to_sequential_decoding(gop_video, monkeypatch):
     from zsvc_pl.data import decoding
 

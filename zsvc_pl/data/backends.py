@@ -107,7 +107,9 @@ class _SparseVideo:
     request then seeks to the keyframe before each wanted frame when that skips decoding, and tells the
     decoder to drop non-reference frames that are not wanted (``skip_frame``): nothing depends on them, so the
     wanted frames come out bit-identical to a full decode while about half of a typical H.264 stream is never
-    decoded. Only the wanted frames are converted to RGB, at the reduced size.
+    decoded. Only the wanted frames are converted to RGB, at the reduced size. The first request reuses the
+    container the index was read from (one open per video read; later requests open the file again), and
+    closes it.
     """
 
     FORMATS = ("mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm")
@@ -133,6 +135,7 @@ class _SparseVideo:
             raise _NoTimestamps()
         self._pts = sorted(pts)
         self._keys = sorted(keys)
+        self._container = container  # for the first request
         self.num_frames = len(self._pts)
         self.frames_decoded = 0  # frames the decoder produced so far: what sparse decoding saves
 
@@ -144,7 +147,8 @@ class _SparseVideo:
         wanted_set = set(wanted)
         known = set(self._pts)
         kept: dict[int, np.ndarray] = {}
-        with _open_av(self.path) as container:
+        container, self._container = self._container or _open_av(self.path), None
+        with container:
             stream = container.streams.video[0]
             codec = stream.codec_context
             codec.thread_count = 1  # parallelism comes from DataLoader workers

@@ -77,24 +77,29 @@ def open_video(path: str | Path, short_side: int | None = None, backend: str = "
     if p.stat().st_size == 0:
         raise VideoDecodeError(path, "empty file (0 bytes)")
     reasons = []
+    container = None
     try:
-        with _open_av(path) as container:
-            if not container.streams.video:
-                raise VideoDecodeError(path, "no video stream in the file")
-            ctx = container.streams.video[0].codec_context
-            width, height, container_format = ctx.width, ctx.height, container.format.name
-            check_frame_size(path, width, height)
-            if backend in ("auto", "sparse") and container.format.name in _SparseVideo.FORMATS:
-                try:
-                    return _SparseVideo(container, path, short_side)
-                except _NoTimestamps:
-                    reasons.append("sparse: the stream's timestamps do not index its frames")
-                except Exception as e:  # e.g. a truncated file: the other readers may still get frames from it
-                    reasons.append(f"sparse: {type(e).__name__}: {e}")
+        container = _open_av(path)
+        if not container.streams.video:
+            raise VideoDecodeError(path, "no video stream in the file")
+        ctx = container.streams.video[0].codec_context
+        width, height, container_format = ctx.width, ctx.height, container.format.name
+        check_frame_size(path, width, height)
+        if backend in ("auto", "sparse") and container.format.name in _SparseVideo.FORMATS:
+            try:
+                video, container = _SparseVideo(container, path, short_side), None  # it owns the container now
+                return video
+            except _NoTimestamps:
+                reasons.append("sparse: the stream's timestamps do not index its frames")
+            except Exception as e:  # e.g. a truncated file: the other readers may still get frames from it
+                reasons.append(f"sparse: {type(e).__name__}: {e}")
     except VideoDecodeError:
         raise
     except Exception as e:  # PyAV raises many error types for garbage input
         raise VideoDecodeError(path, f"not a readable video ({type(e).__name__}: {e})") from e
+    finally:
+        if container is not None:
+            container.close()
     # decord returned frames 8-12 positions late from MPEG-TS (H.264, 8 fps), index 0 included: never seek there
     use_decord = (backend in ("auto", "decord") and _decord_available() and p.suffix.lower() != ".gif"
                   and utf8_name(path) and container_format not in _NO_DECORD_FORMATS)
