@@ -43,6 +43,20 @@ def test_second_pass_uses_the_cache_and_agrees(tiny_ckpt, video_root, tmp_path, 
     assert len(new_labels) == len(videos)
 
 
+SPRUNG: list[bool] = []
+
+
+def _spring() -> None:
+    SPRUNG.append(True)
+
+
+class _Trap:
+    """Unpickling it calls ``_spring``: what a hostile cache entry on shared storage would do."""
+
+    def __reduce__(self):
+        return _spring, ()
+
+
 def test_key_changes_with_file_backbone_and_sampling(tmp_path):
     f = tmp_path / "v.mp4"
     f.write_bytes(b"abc")
@@ -61,8 +75,8 @@ def test_key_changes_with_file_backbone_and_sampling(tmp_path):
     assert cache.get(k, 1, 2) is None
     entry.write_bytes(b"corrupt")
     assert cache.get(k, 1, 2) is None
-    np.save(entry, np.array([{"x": 1}], dtype=object), allow_pickle=True)  # a pickle is never loaded
-    assert cache.get(k, 1, 2) is None
+    np.save(entry, np.array([_Trap()], dtype=object), allow_pickle=True)  # a pickle is never loaded
+    assert cache.get(k, 1, 2) is None and not SPRUNG
 
 
 @pytest.mark.parametrize("bad", [torch.full((1, 2, 3), float("nan")), torch.ones(1, 2, 5), torch.ones(2, 2, 3),

@@ -71,12 +71,10 @@ class FeatureCache:
 
     def put(self, key: str, features: torch.Tensor) -> None:
         """Store features atomically (not durably: see the module's docstring)."""
-        f = self._file(key)
-        f.parent.mkdir(parents=True, exist_ok=True)
         data = features.detach().to("cpu", torch.float32).contiguous().numpy()
 
         def write(tmp: Path) -> None:
             with open(tmp, "wb") as out:
                 np.save(out, data, allow_pickle=False)
 
-        atomic_write(f, write, durable=False)
+        atomic_write(self._file(key), write, durable=False)
