@@ -101,3 +101,17 @@ def test_test_figures_go_to_the_run_folder_and_tensorboard(tiny_ckpt, video_root
     events = EventAccumulator(str(run))
     events.Reload()
     assert {"test/confusion", "test/per_class_accuracy"} <= set(events.Tags()["images"])
+
+
+def test_the_shipped_predict_config_writes_into_the_run_folder_only(tiny_ckpt, video_root, tmp_path, monkeypatch):
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    main(["predict", "--config", str(Path(__file__).parents[1] / "configs" / "predict_folder.yaml"),
+          "--model.model_name", str(TINY_CONFIG), "--model.pretrained", tiny_ckpt, "--model.top_k", "2",
+          "--data.predict_root", str(video_root / "test"), "--data.class_names", '["jump", "run", "swim"]',
+          "--data.frame_size", "32", "--data.num_frames", "4", "--data.num_workers", "0",
+          "--trainer.default_root_dir", str(tmp_path / "run"), "--trainer.enable_progress_bar", "false"])
+    assert list(cwd.iterdir()) == []
+    rows = list(csv.DictReader(open(tmp_path / "run" / "predictions.csv")))
+    assert len(rows) == 8
