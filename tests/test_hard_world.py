@@ -158,6 +158,13 @@ def test_the_runner_pairs_variants_by_seed_with_student_intervals(tmp_path, caps
     # HM: +5 and +6 points, paired (the seeds' own levels 10 and 30 cancel); t(1) = 12.706 over sd 0.707 / sqrt 2
     assert rows[0] == "| zero-shot | 20.0 +- 127.1 | - | - | - | - |"
     assert rows[1] == ("| CoOp | 25.5 +- 133.4 | +5.5 [-0.9, +11.9] | - | +10.0 [+10.0, +10.0] * | -1.0 |")
+    results["2"] = {"zero-shot": run(0.20, 0.20, 0.20)}  # a variant not run on every seed counts its own seeds
     (tmp_path / "results.json").write_text(json.dumps(results))
     runner.main(["--out", str(tmp_path), "--report"])  # prints from results.json, fits nothing
-    assert "| CoOp | 25.5 +- 133.4 | +5.5 [-0.9, +11.9]" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "| CoOp | 25.5 +- 133.4 | +5.5 [-0.9, +11.9]" in out
+    assert "| zero-shot | 3 | 20.0 +- 10.0 | 20.0 +- 10.0 | 20.0 +- 10.0 | 1 s |" in out
+    assert "| CoOp | 2 | 30.0 +- 14.1 | 20.5 +- 12.0 | 25.5 +- 14.8 | 1 s |" in out
+    with pytest.raises(SystemExit) as exit_info:  # a folder without runs is a mistake, not empty tables
+        runner.main(["--out", str(tmp_path / "elsewhere"), "--report"])
+    assert exit_info.value.code == 2 and "no " + str(tmp_path / "elsewhere" / "results.json") in capsys.readouterr().err

@@ -148,8 +148,8 @@ def paired_rows(results: dict[str, dict[str, dict]]) -> list[str]:
 
 
 def summary(results: dict[str, dict[str, dict]], in_domain: bool = False) -> list[str]:
-    """Markdown rows: each variant's base / novel / HM as mean +- sd over seeds (percent), and mean fit time
-    (``in_domain``: the unshifted test set's, and the shifted test set's HM minus it)."""
+    """Markdown rows: each variant's seeds run, base / novel / HM as mean +- sd over them (percent), and mean fit
+    time (``in_domain``: the unshifted test set's, and the shifted test set's HM minus it)."""
     rows = []
     for name in VARIANTS:
         runs = [r[name] for r in results.values() if name in r]
@@ -166,10 +166,10 @@ def summary(results: dict[str, dict[str, dict]], in_domain: bool = False) -> lis
         if in_domain:
             mean, half = interval([100 * (r["shifted_hm"] - r["hm"]) for r in runs])
             cost = f"{mean:+.1f} [{mean - half:+.1f}, {mean + half:+.1f}]"
-            rows.append(f"| {name} | " + " | ".join(cells) + f" | {cost} |")
+            rows.append(f"| {name} | {len(runs)} | " + " | ".join(cells) + f" | {cost} |")
             continue
         fit = statistics.mean(r["fit_seconds"] for r in runs)
-        rows.append(f"| {name} | " + " | ".join(cells) + f" | {fit:.0f} s |")
+        rows.append(f"| {name} | {len(runs)} | " + " | ".join(cells) + f" | {fit:.0f} s |")
     return rows
 
 
@@ -185,6 +185,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     out = Path(args.out)
     results_file = out / "results.json"
+    if args.report and not results_file.is_file():
+        parser.error(f"--report: no {results_file} (run without --report first, or pass the --out of a run)")
     results: dict[str, dict[str, dict]] = json.loads(results_file.read_text()) if results_file.is_file() else {}
     for seed in [] if args.report else args.seeds:
         seed_out = out / f"seed{seed}"
@@ -197,8 +199,9 @@ def main(argv: list[str] | None = None) -> None:
                 done["in_domain"] = evaluate_in_domain(name, seed_out, seed, args.test_per_class)
             out.mkdir(parents=True, exist_ok=True)
             results_file.write_text(json.dumps(results, indent=1))  # kept after each run: a rerun adds to it
-    print(f"\n| variant (seeds {', '.join(results)}) | base top-1 | novel top-1 | HM | fit time |")
-    print("|---|---|---|---|---|")
+    print(f"\nseeds in {results_file}: {', '.join(results)}")
+    print("\n| variant | seeds | base top-1 | novel top-1 | HM | fit time |")
+    print("|---|---|---|---|---|---|")
     print("\n".join(summary(results)))
     print(f"\n| variant | HM, mean +- 95 % half-width | HM - zero-shot [95 %] | HM - {REFERENCE} [95 %] | "
           "base - zero-shot [95 %] | novel - zero-shot, lowest seed |")
@@ -206,8 +209,9 @@ def main(argv: list[str] | None = None) -> None:
     print("\n".join(paired_rows(results)))
     print("(paired by seed; * : the interval excludes 0)")
     if args.in_domain or any("in_domain" in v for r in results.values() for v in r.values()):
-        print("\n| variant, unshifted test set | base top-1 | novel top-1 | HM | HM shifted - unshifted [95 %] |")
-        print("|---|---|---|---|---|")
+        print("\n| variant, unshifted test set | seeds | base top-1 | novel top-1 | HM | "
+              "HM shifted - unshifted [95 %] |")
+        print("|---|---|---|---|---|---|")
         print("\n".join(summary(results, in_domain=True)))
 
 
