@@ -149,6 +149,8 @@ def bad_inputs(tmp_path_factory, ramp_video) -> dict[str, Path]:
             c.mux(p)
         for p in s.encode():
             c.mux(p)
+    files["folder"] = d / "clips.mp4"  # a folder named like a video
+    files["folder"].mkdir()
     files["zero_frames"] = d / "zero.mkv"  # a video stream with no packets beside an audio stream
     with av.open(str(files["zero_frames"]), "w") as c:
         v = c.add_stream("libx264", rate=10)
@@ -161,7 +163,7 @@ def bad_inputs(tmp_path_factory, ramp_video) -> dict[str, Path]:
 
 @pytest.mark.parametrize("kind,reason", [
     ("empty", "empty file"), ("random_bytes", "not a readable video"), ("audio_only", "no video stream"),
-    ("zero_frames", "no frames"), ("missing", "file not found"),
+    ("zero_frames", "no frames"), ("missing", "file not found"), ("folder", "a folder, not a video file"),
 ])
 def test_bad_inputs_raise_named_errors(bad_inputs, kind, reason, tmp_path):
     path = bad_inputs.get(kind, tmp_path / "missing.mp4")

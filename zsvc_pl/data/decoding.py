@@ -72,6 +72,8 @@ def open_video(path: str | Path, short_side: int | None = None, backend: str = "
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     path = str(path)
     p = Path(path)
+    if p.is_dir():
+        raise VideoDecodeError(path, "a folder, not a video file (pass the videos in it)")
     if not p.is_file():
         raise VideoDecodeError(path, "file not found")
     if p.stat().st_size == 0:
