@@ -43,6 +43,29 @@ def test_second_pass_uses_the_cache_and_agrees(tiny_ckpt, video_root, tmp_path, 
     assert len(new_labels) == len(videos)
 
 
+def test_vision_prompt_states_and_the_plain_tower_never_share_cache_entries(tiny_ckpt, video_root, tmp_path):
+    from zsvc_pl.model import create_model
+
+    videos = sorted(str(p) for p in Path(video_root, "test").rglob("*.mp4"))[:3]
+    cache = str(tmp_path / "cache")
+
+    def embeddings(model, cached: bool) -> torch.Tensor:
+        return ZeroShotVideoClassifier(model=model, num_frames=4, num_workers=0, device="cpu",
+                                       feature_cache=cache if cached else None).encode_videos(videos)
+
+    plain = create_model(str(TINY_CONFIG), tiny_ckpt)
+    torch.manual_seed(0)
+    prompted = create_model(str(TINY_CONFIG), tiny_ckpt, vision_prompts=2)
+    assert not torch.allclose(embeddings(prompted, False), embeddings(plain, False))
+    embeddings(plain, True)  # the plain tower's features fill the cache first
+    assert torch.allclose(embeddings(prompted, True), embeddings(prompted, False), atol=1e-6)
+    assert len(list(Path(cache).rglob("*.npy"))) == 2 * len(videos)
+    with torch.no_grad():  # trained further: another prompt state, other entries
+        prompted.vision_prompts.tokens.add_(0.5)
+    assert torch.allclose(embeddings(prompted, True), embeddings(prompted, False), atol=1e-6)
+    assert len(list(Path(cache).rglob("*.npy"))) == 3 * len(videos)
+
+
 SPRUNG: list[bool] = []
 
 

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from zsvc_pl.model.backbone import Backbone, load_clip
+from zsvc_pl.model.backbone import Backbone, load_clip, state_digest
 from zsvc_pl.model.examples import ExampleMemory
 from zsvc_pl.model.image_tower import FrameEncoder, quantize_image_tower
 from zsvc_pl.model.preprocess import ClipNormalize
@@ -66,8 +66,13 @@ class VideoTextModel(nn.Module):
 
     @property
     def feature_identity(self) -> str:
-        """What frame features depend on: the weights and any change to the image tower (the cache's key)."""
-        return self.identity + self.image_variant
+        """What frame features depend on (the cache's key): the weights, any change to the image tower, and the
+        current values of learned vision prompts, so that features made under one prompt state (or none) are
+        never served to another."""
+        identity = self.identity + self.image_variant
+        if self.vision_prompts is not None:
+            identity += "|vision_prompts:" + state_digest(self.vision_prompts.state_dict())
+        return identity
 
     @property
     def learnable(self) -> bool:
