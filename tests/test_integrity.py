@@ -220,14 +220,51 @@ def test_user_mistakes_end_with_one_line_and_a_nonzero_exit(tiny_ckpt, tmp_path,
         ["predict", "--model.model_name", str(TINY_CONFIG), "--model.pretrained", tiny_ckpt,
          "--data.predict_root", str(empty), "--data.label_file", str(tmp_path / "missing.txt")],
         ["test", "--model.num_frames", "8"],
+        ["test", "--model.model_name", str(TINY_CONFIG), "--model.pretrained", tiny_ckpt,
+         "--data.root", str(tmp_path / "nowhere"), "--data.num_frames", "0"],
+        ["fit", "--model.model_name", str(TINY_CONFIG), "--model.pretrained", tiny_ckpt, "--model.n_ctx", "2",
+         "--data.root", str(tmp_path / "nowhere"), "--data.cache_positions", "4"],
     ]
     expected = ["no video files under", "dataset folder not found", "label file not found",
-                "model.num_frames has moved to data.num_frames"]
+                "model.num_frames has moved to data.num_frames", "data.num_frames must be at least 1, got 0",
+                "data.cache_positions (4) must be at least data.num_frames (8)"]
     for argv, words in zip(cases, expected):
         with pytest.raises(SystemExit) as e:
             main(argv)
         err = capsys.readouterr().err.strip().splitlines()
         assert e.value.code == 2 and len(err) == 1 and words in err[0], (argv, err)
+
+
+def test_a_stage_that_reads_no_video_fails_after_listing_every_skipped_one(tiny_ckpt, video_root, tmp_path,
+                                                                           capsys):
+    broken = tmp_path / "broken"
+    for split in ("train", "val", "test"):
+        for cls in Path(video_root, split).iterdir():
+            for video in cls.iterdir():
+                dst = broken / split / cls.name / video.name
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                if split == "train":  # training videos stay readable: only the evaluated ones are broken
+                    shutil.copy(video, dst)
+                else:
+                    dst.write_bytes(b"\x00" * 512)
+    common = ["--model.model_name", str(TINY_CONFIG), "--model.pretrained", tiny_ckpt, "--data.root", str(broken),
+              "--data.frame_size", "32", "--data.num_frames", "2", "--data.num_workers", "0",
+              "--trainer.logger", "false", "--trainer.enable_progress_bar", "false"]
+    n_test = len(list((broken / "test").rglob("*.mp4")))
+    runs = {"test": ["test", *common, "--trainer.default_root_dir", str(tmp_path / "t")],
+            "predict": predict_args(tiny_ckpt, broken / "test", tmp_path / "p" / "tags.csv"),
+            "fit": ["fit", *common, "--model.n_ctx", "2", "--trainer.max_epochs", "1",
+                    "--trainer.num_sanity_val_steps", "0", "--trainer.default_root_dir", str(tmp_path / "f")]}
+    for stage, argv in runs.items():
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        err = capsys.readouterr().err.strip().splitlines()
+        assert e.value.code == 2 and err[-1].startswith("zsvc_pl: error: ") and "no video could be read" in err[-1]
+        folder = Path(argv[argv.index("--trainer.default_root_dir") + 1])
+        skipped = rows(folder / "errors.csv")
+        assert len(skipped) == (len(list((broken / "val").rglob("*.mp4"))) if stage == "fit" else n_test)
+        assert f"{len(skipped)} skipped, each with its reason in {folder / 'errors.csv'}" in err[-1]
+        assert not (folder / "run.json").exists()  # no card for a run without results
 
 
 def test_the_console_entry_point_exits_0_quietly_and_2_on_a_mistake(tiny_ckpt, video_root, tmp_path):

@@ -30,6 +30,10 @@ def gather_lists(items: list) -> list:
     return [x for part in parts for x in part]
 
 
+class NothingReadError(ValueError):
+    """A stage that could read none of its videos: there is no result to report, so the run fails."""
+
+
 class RunReport(Callback):
     """Times each stage and reports unreadable videos: a summary line and ``errors.csv`` in the run folder."""
 
@@ -40,15 +44,19 @@ class RunReport(Callback):
         self._start[stage] = time.perf_counter()
         pl_module.decode_errors = []
 
+    def _write_errors(self, trainer: Trainer, pl_module: LightningModule) -> tuple[list, Path]:
+        """Gather the skipped videos over ranks and write ``errors.csv`` (rank 0) when there are any."""
+        errors = sorted(set(gather_lists(pl_module.decode_errors)))
+        path = run_dir(trainer) / "errors.csv"
+        if errors and trainer.is_global_zero:
+            atomic_write(path, lambda tmp: _write_errors(tmp, errors))
+        return errors, path
+
     def _end(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         seconds = time.perf_counter() - self._start.pop(stage, time.perf_counter())
-        folder = run_dir(trainer)
-        errors = sorted(set(gather_lists(pl_module.decode_errors)))
+        errors, path = self._write_errors(trainer, pl_module)
         msg = f"zsvc_pl {stage}: {seconds:.1f} s"
         if errors:
-            path = folder / "errors.csv"
-            if trainer.is_global_zero:
-                atomic_write(path, lambda tmp: _write_errors(tmp, errors))
             reasons = Counter(r.split(" (")[0].split(":")[0] for _, r in errors)
             msg += f"; {len(errors)} video(s) skipped ({dict(reasons)}); details in {path}"
         else:
@@ -56,6 +64,14 @@ class RunReport(Callback):
         rank_zero_info(msg)
         trainer.callback_metrics[f"{stage}/seconds"] = torch.tensor(seconds)
         trainer.callback_metrics[f"{stage}/skipped"] = torch.tensor(float(len(errors)))
+        if stage in ("test", "validate"):
+            read = ("val" if stage == "validate" else stage) in pl_module.last_results
+        elif stage == "predict":
+            read = bool(gather_lists(list(getattr(pl_module, "video_predictions", {})))) or not errors
+        else:
+            read = True
+        if not read:
+            raise NothingReadError(_nothing_read(stage, errors, path))
 
     def on_test_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._begin("test", pl_module)
@@ -71,6 +87,9 @@ class RunReport(Callback):
         if "validate" in self._start:
             self._end(trainer, pl_module, "validate")
         elif trainer.state.fn == "fit" and not trainer.sanity_checking:
+            if "val" not in pl_module.last_results:
+                errors, path = self._write_errors(trainer, pl_module)
+                raise NothingReadError(_nothing_read(f"epoch {trainer.current_epoch} validation", errors, path))
             metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
             shown = ", ".join(f"{k.split('/')[1]} {v:.4f}" for k, v in sorted(metrics.items())
                               if not k.endswith("videos"))
@@ -87,6 +106,11 @@ class RunReport(Callback):
 
     def on_predict_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._end(trainer, pl_module, "predict")
+
+
+def _nothing_read(what: str, errors: list, path: Path) -> str:
+    where = f"{len(errors)} skipped, each with its reason in {path}" if errors else "the dataset gave none"
+    return f"{what}: no video could be read ({where}); there is no result to report"
 
 
 def _write_errors(path: Path, errors: list[tuple[str, str]]) -> None:

@@ -190,6 +190,7 @@ class VideoClassificationTask(LightningModule):
 
     def _eval_step(self, batch: dict, stage: str) -> None:
         self._collect_errors(batch)
+        self.counts[stage].update(len(batch["path"]))  # also for a batch of only unreadable videos: 0 read
         if not batch["path"]:
             return
         logits = self._scores(batch)
@@ -197,15 +198,22 @@ class VideoClassificationTask(LightningModule):
         names = self._require_labels()
         self.video_predictions.update(zip(batch["path"], [names[i] for i in probs.argmax(-1).tolist()]))
         self.metrics[stage].update(probs, batch["label"])
-        self.counts[stage].update(len(batch["label"]))
         self.open_scores[stage].update(open_set_score(logits.mean(1) / self.model.logit_scale))
         self.confusion[stage].update(probs, batch["label"])
         if self.base_novel is not None:
             self.base_novel[stage].update(logits.mean(1), batch["label"])
 
     def _eval_epoch_end(self, stage: str) -> None:
+        videos = float(self.counts[stage].compute())  # summed over ranks: every rank takes the same branch
+        if videos == 0:  # no video of the epoch could be read: no metric exists (RunReport says so and stops)
+            self.last_results.pop(stage, None)
+            for m in (self.metrics[stage], self.counts[stage], self.confusion[stage], self.open_scores[stage]):
+                m.reset()
+            if self.base_novel is not None:
+                self.base_novel[stage].reset()
+            return
         results = {k: float(v) for k, v in self.metrics[stage].compute().items()}
-        results[f"{stage}/videos"] = float(self.counts[stage].compute())
+        results[f"{stage}/videos"] = videos
         results[f"{stage}/abstain_at_95"] = fit_threshold(self.open_scores[stage].compute().flatten().cpu(), 0.95)
         if self.base_novel is not None:
             results.update({f"{stage}/{k}": float(v) for k, v in self.base_novel[stage].compute().items()})
