@@ -252,6 +252,7 @@ def test_a_stage_that_reads_no_video_fails_after_listing_every_skipped_one(tiny_
               "--trainer.logger", "false", "--trainer.enable_progress_bar", "false"]
     n_test = len(list((broken / "test").rglob("*.mp4")))
     runs = {"test": ["test", *common, "--trainer.default_root_dir", str(tmp_path / "t")],
+            "validate": ["validate", *common, "--trainer.default_root_dir", str(tmp_path / "v")],
             "predict": predict_args(tiny_ckpt, broken / "test", tmp_path / "p" / "tags.csv"),
             "fit": ["fit", *common, "--model.n_ctx", "2", "--trainer.max_epochs", "1",
                     "--trainer.num_sanity_val_steps", "0", "--trainer.default_root_dir", str(tmp_path / "f")]}
@@ -262,7 +263,8 @@ def test_a_stage_that_reads_no_video_fails_after_listing_every_skipped_one(tiny_
         assert e.value.code == 2 and err[-1].startswith("zsvc_pl: error: ") and "no video could be read" in err[-1]
         folder = Path(argv[argv.index("--trainer.default_root_dir") + 1])
         skipped = rows(folder / "errors.csv")
-        assert len(skipped) == (len(list((broken / "val").rglob("*.mp4"))) if stage == "fit" else n_test)
+        assert len(skipped) == (len(list((broken / "val").rglob("*.mp4"))) if stage in ("fit", "validate")
+                                else n_test)
         assert f"{len(skipped)} skipped, each with its reason in {folder / 'errors.csv'}" in err[-1]
         assert not (folder / "run.json").exists()  # no card for a run without results
 
