@@ -27,7 +27,8 @@ def predict_args(tiny_ckpt, root, out, labels='["jump", "run"]', *extra):
 
 
 def rows(path) -> list[dict]:
-    return list(csv.DictReader(open(path, newline="", encoding="utf-8", errors="surrogateescape")))
+    with open(path, newline="", encoding="utf-8", errors="surrogateescape") as f:
+        return list(csv.DictReader(f))
 
 
 @pytest.fixture
@@ -243,7 +244,7 @@ def test_a_stage_that_reads_no_video_fails_after_listing_every_skipped_one(tiny_
             for video in cls.iterdir():
                 dst = broken / split / cls.name / video.name
                 dst.parent.mkdir(parents=True, exist_ok=True)
-                if split == "train":  # training videos stay readable: only the evaluated ones are broken
+                if split == "train":  # training videos stay readable (but in train_broken/): see the end
                     shutil.copy(video, dst)
                 else:
                     dst.write_bytes(b"\x00" * 512)
@@ -267,6 +268,12 @@ def test_a_stage_that_reads_no_video_fails_after_listing_every_skipped_one(tiny_
                                 else n_test)
         assert f"{len(skipped)} skipped, each with its reason in {folder / 'errors.csv'}" in err[-1]
         assert not (folder / "run.json").exists()  # no card for a run without results
+    shutil.rmtree(broken / "train")  # now training reads nothing either: the first training epoch says so
+    shutil.copytree(broken / "val", broken / "train")
+    with pytest.raises(SystemExit) as e:
+        main(runs["fit"][:-1] + [str(tmp_path / "f2")])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert e.value.code == 2 and err.startswith("zsvc_pl: error: fit epoch 0, ") and "no video could be read" in err
 
 
 def test_the_console_entry_point_exits_0_quietly_and_2_on_a_mistake(tiny_ckpt, video_root, tmp_path):

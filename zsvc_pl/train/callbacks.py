@@ -89,11 +89,22 @@ class RunReport(Callback):
         elif trainer.state.fn == "fit" and not trainer.sanity_checking:
             if "val" not in pl_module.last_results:
                 errors, path = self._write_errors(trainer, pl_module)
-                raise NothingReadError(_nothing_read(f"epoch {trainer.current_epoch} validation", errors, path))
+                raise NothingReadError(_nothing_read(f"fit epoch {trainer.current_epoch}, validation", errors, path))
             metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
             shown = ", ".join(f"{k.split('/')[1]} {v:.4f}" for k, v in sorted(metrics.items())
                               if not k.endswith("videos"))
             rank_zero_info(f"zsvc_pl fit: epoch {trainer.current_epoch} validation: {shown}")
+
+    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """An epoch that could read none of its training videos trained nothing: say so instead of going on."""
+        count = getattr(pl_module, "train_videos", None)
+        if count is None:
+            return
+        videos = float(count.compute())  # summed over ranks
+        count.reset()
+        if videos == 0:
+            errors, path = self._write_errors(trainer, pl_module)
+            raise NothingReadError(_nothing_read(f"fit epoch {trainer.current_epoch}, training", errors, path))
 
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._begin("fit", pl_module)

@@ -146,7 +146,8 @@ class VideoClassificationTask(LightningModule):
             self.feature_cache = cache.bind(self.model.feature_identity, self.model.embed_dim)
         n = len(self._require_labels())
         self.metrics = torch.nn.ModuleDict({s: classification_metrics(n, f"{s}/") for s in ("val", "test")})
-        self.counts = torch.nn.ModuleDict({s: SumMetric() for s in ("val", "test")})
+        self.counts = torch.nn.ModuleDict({s: SumMetric() for s in ("val", "test")})  # videos read
+        self.train_videos = SumMetric()  # videos read in the current training epoch
         self.open_scores = torch.nn.ModuleDict({s: CatMetric() for s in ("val", "test")})
         self.confusion = torch.nn.ModuleDict({s: MulticlassConfusionMatrix(n) for s in ("val", "test")})
         self.last_results: dict[str, dict] = {}
@@ -173,6 +174,7 @@ class VideoClassificationTask(LightningModule):
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor | None:
         self._collect_errors(batch)
+        self.train_videos.update(len(batch["path"]))
         if not batch["path"]:
             return None
         names, remap = self._base_names()
