@@ -82,3 +82,21 @@ def test_base_classes_from_vifi_style_train_list(tmp_path, video_root):
                          test_list=str(tmp_path / "test.txt"), label_file=str(tmp_path / "labels.csv"),
                          base_novel="train", num_workers=0)
     assert dm.base_classes == [0, 2]
+
+
+def test_video_listing_follows_linked_folders_once_and_skips_hidden_files(tmp_path, video_root):
+    from zsvc_pl.data import list_videos
+
+    lib = tmp_path / "library"
+    (lib / "own").mkdir(parents=True)
+    clip = next(Path(video_root, "test").rglob("*.mp4"))
+    (lib / "own" / "a.mp4").write_bytes(clip.read_bytes())
+    (lib / "own" / ".hidden.mp4").write_bytes(clip.read_bytes())
+    (lib / "own" / "notes.txt").write_text("not a video")
+    (lib / "linked").symlink_to(Path(video_root, "test"), target_is_directory=True)  # a library built of links
+    (lib / "own" / "loop").symlink_to(lib, target_is_directory=True)  # a link back up the tree
+    found = list_videos(lib)
+    linked = sorted(str(lib / "linked" / p.relative_to(Path(video_root, "test")))
+                    for p in Path(video_root, "test").rglob("*.mp4"))
+    assert found == sorted([str(lib / "own" / "a.mp4"), *linked])  # each real folder walked once, no loop
+    assert len(linked) == 8

@@ -131,7 +131,8 @@ def test_rules_are_validated(tmp_path):
     bad = tmp_path / "r.yaml"
     for text, words in [("flags:\n  a gun: high\n", "flag 'a gun': threshold 'high' is not a number"),
                         ("flags: [a gun]\n", "no 'flags'"), ("flags:\n  x: 0.5\nothers: a cat\n", "must be a list"),
-                        ("flags: {x: 0.5\n", "not valid YAML")]:
+                        ("flags: {x: 0.5\n", "not valid YAML"),
+                        ("flags:\n  x: 0.5\nabstian: 0.6\n", "unknown key\\(s\\) 'abstian'")]:
         bad.write_text(text)
         with pytest.raises(ValueError, match=words):
             load_rules(bad)

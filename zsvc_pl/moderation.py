@@ -53,6 +53,10 @@ def load_rules(path: str | Path) -> tuple[dict[str, float], list[str], float | N
         raise ValueError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected 'flags:' (label: threshold) and 'others:' (a list of labels)")
+    unknown = sorted(set(map(str, data)) - {"flags", "others", "abstain"})
+    if unknown:  # a misspelt 'abstain' would silently flag more
+        raise ValueError(f"{path}: unknown key(s) {', '.join(map(repr, unknown))}: the rules take flags, others, "
+                         "abstain")
     raw = data.get("flags") or {}
     if not isinstance(raw, dict) or not raw:
         raise ValueError(f"{path}: no 'flags' (label: threshold) given")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,14 +28,24 @@ class VideoRecord:
 
 
 def list_videos(root: str | Path, extensions: tuple[str, ...] = VIDEO_EXTENSIONS) -> list[str]:
-    """Every video file under ``root`` (recursive), sorted; hidden files skipped."""
+    """Every video file under ``root`` (recursive), sorted; hidden files skipped. Linked folders are followed (a
+    library assembled from links is common on shared storage), each real folder once, so a link back up the
+    tree ends instead of looping."""
     root = Path(root)
     if root.is_file():
         return [str(root)]
     if not root.is_dir():
         raise FileNotFoundError(f"video folder not found: {root}")
-    return sorted(str(p) for p in root.rglob("*")
-                  if p.is_file() and p.suffix.lower() in extensions and not p.name.startswith("."))
+    found, seen = [], set()
+    for folder, dirs, files in os.walk(root, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen:
+            dirs.clear()
+            continue
+        seen.add(real)
+        found += [path for name in files if not name.startswith(".") and Path(name).suffix.lower() in extensions
+                  and os.path.isfile(path := os.path.join(folder, name))]
+    return sorted(found)
 
 
 def class_folders(root: str | Path) -> list[str]:
