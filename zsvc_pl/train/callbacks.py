@@ -67,7 +67,7 @@ class RunReport(Callback):
         if stage in ("test", "validate"):
             read = ("val" if stage == "validate" else stage) in pl_module.last_results
         elif stage == "predict":
-            read = bool(gather_lists(list(getattr(pl_module, "video_predictions", {})))) or not errors
+            read = sum(gather_lists([len(getattr(pl_module, "video_predictions", {}))])) > 0 or not errors
         else:
             read = True
         if not read:
