@@ -113,5 +113,5 @@ def test_the_shipped_predict_config_writes_into_the_run_folder_only(tiny_ckpt, v
           "--data.frame_size", "32", "--data.num_frames", "4", "--data.num_workers", "0",
           "--trainer.default_root_dir", str(tmp_path / "run"), "--trainer.enable_progress_bar", "false"])
     assert list(cwd.iterdir()) == []
-    rows = list(csv.DictReader(open(tmp_path / "run" / "predictions.csv")))
-    assert len(rows) == 8
+    with open(tmp_path / "run" / "predictions.csv", newline="") as f:
+        assert len(list(csv.DictReader(f))) == 8

@@ -244,7 +244,7 @@ def test_a_stage_that_reads_no_video_fails_after_listing_every_skipped_one(tiny_
             for video in cls.iterdir():
                 dst = broken / split / cls.name / video.name
                 dst.parent.mkdir(parents=True, exist_ok=True)
-                if split == "train":  # training videos stay readable (but in train_broken/): see the end
+                if split == "train":  # training videos stay readable until the last run below
                     shutil.copy(video, dst)
                 else:
                     dst.write_bytes(b"\x00" * 512)
@@ -268,12 +268,27 @@ def test_a_stage_that_reads_no_video_fails_after_listing_every_skipped_one(tiny_
                                 else n_test)
         assert f"{len(skipped)} skipped, each with its reason in {folder / 'errors.csv'}" in err[-1]
         assert not (folder / "run.json").exists()  # no card for a run without results
-    shutil.rmtree(broken / "train")  # now training reads nothing either: the first training epoch says so
+    shutil.rmtree(broken / "train")  # training reads nothing, validation is readable: the training epoch says so
     shutil.copytree(broken / "val", broken / "train")
+    shutil.rmtree(broken / "val")
+    shutil.copytree(Path(video_root, "val"), broken / "val")
     with pytest.raises(SystemExit) as e:
         main(runs["fit"][:-1] + [str(tmp_path / "f2")])
     err = capsys.readouterr().err.strip().splitlines()[-1]
-    assert e.value.code == 2 and err.startswith("zsvc_pl: error: fit epoch 0, ") and "no video could be read" in err
+    n_train = len(list((broken / "train").rglob("*.mp4")))
+    assert e.value.code == 2 and err.startswith("zsvc_pl: error: fit epoch 0, training: no video could be read "
+                                                f"({n_train} skipped")
+
+
+def test_a_resumed_predict_whose_only_new_file_is_unreadable_still_succeeds(tiny_ckpt, video_root, tmp_path):
+    lib = tmp_path / "lib"
+    shutil.copytree(Path(video_root, "test"), lib)
+    out = tmp_path / "tags.csv"
+    main(predict_args(tiny_ckpt, lib, out))
+    (lib / "new.mp4").write_bytes(b"\x00" * 512)  # the library grows by one broken file
+    main(predict_args(tiny_ckpt, lib, out))  # the earlier rows stand: nothing to fail on
+    assert len(rows(out)) == 8
+    assert [r["path"] for r in rows(tmp_path / "run" / "errors.csv")] == [str(lib / "new.mp4")]
 
 
 def test_the_console_entry_point_exits_0_quietly_and_2_on_a_mistake(tiny_ckpt, video_root, tmp_path):

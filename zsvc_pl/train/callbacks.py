@@ -66,8 +66,10 @@ class RunReport(Callback):
         trainer.callback_metrics[f"{stage}/skipped"] = torch.tensor(float(len(errors)))
         if stage in ("test", "validate"):
             read = ("val" if stage == "validate" else stage) in pl_module.last_results
-        elif stage == "predict":
-            read = sum(gather_lists([len(getattr(pl_module, "video_predictions", {}))])) > 0 or not errors
+        elif stage == "predict":  # a resumed run whose new files are all unreadable still has the earlier rows
+            dm = trainer.datamodule
+            tagged_before = len(dm.predict_videos) - len(dm.predict_set.records)
+            read = sum(gather_lists([len(pl_module.video_predictions)])) + tagged_before > 0 or not errors
         else:
             read = True
         if not read:
@@ -97,12 +99,7 @@ class RunReport(Callback):
 
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """An epoch that could read none of its training videos trained nothing: say so instead of going on."""
-        count = getattr(pl_module, "train_videos", None)
-        if count is None:
-            return
-        videos = float(count.compute())  # summed over ranks
-        count.reset()
-        if videos == 0:
+        if sum(gather_lists([pl_module.train_videos])) == 0:
             errors, path = self._write_errors(trainer, pl_module)
             raise NothingReadError(_nothing_read(f"fit epoch {trainer.current_epoch}, training", errors, path))
 

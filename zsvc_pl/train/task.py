@@ -147,7 +147,7 @@ class VideoClassificationTask(LightningModule):
         n = len(self._require_labels())
         self.metrics = torch.nn.ModuleDict({s: classification_metrics(n, f"{s}/") for s in ("val", "test")})
         self.counts = torch.nn.ModuleDict({s: SumMetric() for s in ("val", "test")})  # videos read
-        self.train_videos = SumMetric()  # videos read in the current training epoch
+        self.train_videos = 0  # videos read in the current training epoch (this rank)
         self.open_scores = torch.nn.ModuleDict({s: CatMetric() for s in ("val", "test")})
         self.confusion = torch.nn.ModuleDict({s: MulticlassConfusionMatrix(n) for s in ("val", "test")})
         self.last_results: dict[str, dict] = {}
@@ -174,7 +174,7 @@ class VideoClassificationTask(LightningModule):
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor | None:
         self._collect_errors(batch)
-        self.train_videos.update(len(batch["path"]))
+        self.train_videos += len(batch["path"])
         if not batch["path"]:
             return None
         names, remap = self._base_names()
@@ -207,22 +207,18 @@ class VideoClassificationTask(LightningModule):
 
     def _eval_epoch_end(self, stage: str) -> None:
         videos = float(self.counts[stage].compute())  # summed over ranks: every rank takes the same branch
-        if videos == 0:  # no video of the epoch could be read: no metric exists (RunReport says so and stops)
-            self.last_results.pop(stage, None)
-            for m in (self.metrics[stage], self.counts[stage], self.confusion[stage], self.open_scores[stage]):
-                m.reset()
+        self.last_results.pop(stage, None)  # none for an epoch that read no video (RunReport says so and stops)
+        if videos > 0:
+            results = {k: float(v) for k, v in self.metrics[stage].compute().items()}
+            results[f"{stage}/videos"] = videos
+            results[f"{stage}/abstain_at_95"] = fit_threshold(self.open_scores[stage].compute().flatten().cpu(),
+                                                              0.95)
             if self.base_novel is not None:
-                self.base_novel[stage].reset()
-            return
-        results = {k: float(v) for k, v in self.metrics[stage].compute().items()}
-        results[f"{stage}/videos"] = videos
-        results[f"{stage}/abstain_at_95"] = fit_threshold(self.open_scores[stage].compute().flatten().cpu(), 0.95)
-        if self.base_novel is not None:
-            results.update({f"{stage}/{k}": float(v) for k, v in self.base_novel[stage].compute().items()})
-            self.base_novel[stage].reset()
-        self.log_dict(results)
-        self.last_results[stage] = {"metrics": results, "confusion": self.confusion[stage].compute().cpu()}
-        for m in (self.metrics[stage], self.counts[stage], self.confusion[stage], self.open_scores[stage]):
+                results.update({f"{stage}/{k}": float(v) for k, v in self.base_novel[stage].compute().items()})
+            self.log_dict(results)
+            self.last_results[stage] = {"metrics": results, "confusion": self.confusion[stage].compute().cpu()}
+        for m in (self.metrics[stage], self.counts[stage], self.confusion[stage], self.open_scores[stage],
+                  *([self.base_novel[stage]] if self.base_novel is not None else [])):
             m.reset()
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
@@ -230,6 +226,9 @@ class VideoClassificationTask(LightningModule):
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
         self._eval_step(batch, "test")
+
+    def on_train_epoch_start(self) -> None:
+        self.train_videos = 0
 
     def on_validation_epoch_end(self) -> None:
         self._eval_epoch_end("val")
