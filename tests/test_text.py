@@ -54,3 +54,22 @@ def test_text_tower_runs_only_up_to_the_longest_prompt_with_the_same_features():
     longest = max(len(bb.tokenizer.encode(p)) for group in prompts for p in group) + 2  # with start and end
     assert seen == [longest] and longest < bb.context_length
     assert torch.allclose(fast, reference, atol=1e-5)
+
+
+def test_learned_prompts_follow_their_context_vectors_after_the_word_embeddings_are_cached(tiny_ckpt):
+    bb = load_clip(str(TINY_CONFIG), tiny_ckpt)
+    learner = PromptLearner(bb.model, bb.tokenizer, ctx_init="a video of")
+    lookups: list[int] = []
+    hook = bb.model.token_embedding.register_forward_hook(lambda m, args, out: lookups.append(1))
+    before = learner(LABELS).detach()
+    with torch.no_grad():
+        learner.ctx.mul_(-1.5)
+    after = learner(LABELS).detach()
+    hook.remove()
+    fresh = PromptLearner(bb.model, bb.tokenizer, ctx_init="a video of")
+    with torch.no_grad():
+        fresh.ctx.copy_(learner.ctx)
+        expected = fresh(LABELS)
+    assert len(lookups) == 1  # the frozen table is read once per label set
+    assert not torch.allclose(before, after, atol=1e-3)
+    assert torch.equal(after, expected)

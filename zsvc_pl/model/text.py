@@ -98,6 +98,7 @@ class PromptLearner(nn.Module):
         self.ctx = nn.Parameter(ctx)
         self.class_specific = class_specific
         self._ids_cache: dict[tuple[str, ...], tuple[torch.Tensor, torch.Tensor]] = {}
+        self._emb_cache: dict[tuple, torch.Tensor] = {}  # frozen token embeddings of a layout, per device
 
     def _token_layout(self, labels: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """Token ids with placeholders (0) at context slots, and the boolean context mask."""
@@ -127,7 +128,11 @@ class PromptLearner(nn.Module):
         model = self._model[0]
         device = self.ctx.device
         ids, mask = (t.to(device) for t in self._token_layout(labels))
-        emb = model.token_embedding(ids).float()
+        key = (tuple(labels), str(device))
+        if key not in self._emb_cache:  # the embedding table is frozen: look the words up once, not every step
+            with torch.no_grad():
+                self._emb_cache[key] = model.token_embedding(ids).float()
+        emb = self._emb_cache[key]
         if self.class_specific:
             try:
                 rows = [self.class_names.index(label) for label in labels]
