@@ -211,7 +211,7 @@ def test_extreme_aspect_ratios_are_refused_before_decoding(tmp_path):
     assert square_crops(wide, 224, 3).shape == (3, 2, 3, 224, 224)
 
 
-def test_user_mistakes_end_with_one_line_and_a_nonzero_exit(tiny_ckpt, tmp_path, capsys):
+def test_user_mistakes_end_with_one_line_and_a_nonzero_exit(tiny_ckpt, video_root, tmp_path, capsys):
     empty = tmp_path / "empty"
     empty.mkdir()
     cases = [
@@ -229,6 +229,21 @@ def test_user_mistakes_end_with_one_line_and_a_nonzero_exit(tiny_ckpt, tmp_path,
     expected = ["no video files under", "dataset folder not found", "label file not found",
                 "model.num_frames has moved to data.num_frames", "data.num_frames must be at least 1, got 0",
                 "data.cache_positions (4) must be at least data.num_frames (8)"]
+    settings = {  # model settings out of range: before, each ran (exit 0) or crashed after reading every video
+        ("top_k", "0"): "model.top_k (labels written per video) must be at least 1, got 0",
+        ("zs_mix", "1.5"): "zs_mix (the zero-shot logits' share in evaluation) must be between 0 and 1, got 1.5",
+        ("n_ctx", "-1"): "n_ctx (CoOp context vectors) must be 0 (none) or more, got -1",
+        ("temporal_heads", "0"): "temporal_heads must be at least 1, got 0",
+        ("lr", "0"): "model.lr must be above 0, got 0.0",
+        ("text_reg_weight", "-1"): "model.text_reg_weight must be 0 or more, got -1.0",
+        ("example_weight", "-1"): "example_weight must be 0 (ignore example clips) or more, got -1.0",
+    }
+    for (key, value), words in settings.items():
+        cases.append(["test", "--model.model_name", str(TINY_CONFIG), "--model.pretrained", tiny_ckpt,
+                      "--data.root", str(video_root), f"--model.{key}", value])
+        expected.append(words)
+    cases.append(["test", "--data.root", str(tmp_path / "nowhere"), "--data.num_crops", "2"])
+    expected.append("data.num_crops must be 1 or 3 (spatial views per clip), got 2")
     for argv, words in zip(cases, expected):
         with pytest.raises(SystemExit) as e:
             main(argv)

@@ -95,6 +95,43 @@ def test_search_refuses_another_backbone_a_missing_or_damaged_index(demo_model, 
     assert f"{idx} is not a readable zsvc_pl index" in capsys.readouterr().err
 
 
+def test_settings_out_of_range_are_refused_before_any_video_is_read(demo_model, library, tmp_path, capsys):
+    from zsvc_pl import ZeroShotVideoClassifier
+
+    for kwargs, words in [({"num_frames": 0}, "num_frames must be at least 1, got 0"),
+                          ({"frame_size": 0}, "frame_size must be at least 1"),
+                          ({"num_workers": -1}, "num_workers must be 0 .* or more, got -1"),
+                          ({"example_weight": -0.5}, "example_weight must be 0 .* or more, got -0.5")]:
+        with pytest.raises(ValueError, match=words):  # before: -1 workers and frame size 0 ran, 0 frames failed
+            ZeroShotVideoClassifier(model_name="demo", pretrained="demo", **kwargs)  # every video on its own
+    video = str(next(library.rglob("*.mp4")))
+    for kwargs, words in [({"top_k": 0}, "top_k must be at least 1"), ({"top_k": -1}, "top_k must be at least 1"),
+                          ({"num_crops": 2}, "num_crops must be 1 or 3, got 2"),
+                          ({"num_clips": 0}, "num_clips must be at least 1, got 0")]:
+        with pytest.raises(ValueError, match=words):  # not a VideoDecodeError blaming the file
+            demo_model.classify(video, ["a red circle", "a blue square"], **kwargs)
+    assert len(demo_model.classify(video, ["a red circle", "a blue square"], top_k=None)) == 2
+    args = ["--index", str(tmp_path / "v.idx"), "--model-name", "demo", "--pretrained", "demo"]
+    assert search_main(["index", str(library), *args]) == 0
+    capsys.readouterr()
+    for extra in ([], ["--moments"]):
+        with pytest.raises(SystemExit) as e:
+            search_main(["query", "a blue square", *args, "--top-k", "0", *extra])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert e.value.code == 2 and err == ["zsvc_pl.search: error: top_k (videos to return) must be at least 1, "
+                                             "got 0"]
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("flags:\n  a red circle: 0.5\nothers:\n  - a blue square\n")
+    for run, argv in ((search_main, ["query", "a blue square", *args, "--num-frames", "0"]),
+                      (moderation_main, ["--rules", str(rules), "--videos", str(library), "--out",
+                                         str(tmp_path / "flags.csv"), "--model-name", "demo", "--pretrained", "demo",
+                                         "--num-frames", "0"])):
+        with pytest.raises(SystemExit) as e:  # before: 0 frames meant the default 8, without a word
+            run(argv)
+        assert e.value.code == 2 and "num_frames must be at least 1, got 0" in capsys.readouterr().err
+    assert not (tmp_path / "flags.csv").exists()
+
+
 def test_moderation_flags_with_time_span(demo_model, library, tmp_path):
     rules = tmp_path / "rules.yaml"
     rules.write_text("flags:\n  a red circle: 0.6\nothers: [a blue square, a green triangle, a yellow cross]\n")

@@ -84,6 +84,22 @@ def test_a_source_that_cannot_be_opened_is_one_line_and_exit_2(tmp_path, capsys)
     assert err[-1].startswith("zsvc_pl watch: error: http://127.0.0.1:9/none.ts:")
 
 
+def test_window_settings_that_cannot_score_are_one_line_and_exit_2(tmp_path, capsys):
+    (tmp_path / "labels.txt").write_text("a red circle\n")
+    base = ["-", "--labels", str(tmp_path / "labels.txt"), "--events", str(tmp_path / "out" / "e.jsonl"),
+            "--threshold", "0.5", "--model-name", "demo", "--pretrained", "demo"]
+    cases = {("--window", "0"): "window and hop must be above 0 seconds, got 0.0 and 0.5",  # was ZeroDivisionError
+             ("--hop", "-1"): "window and hop must be above 0 seconds, got 2.0 and -1.0",
+             ("--frames", "0"): "frames per window must be at least 1, got 0",  # was a run that never scored
+             ("--reconnects", "-2"): "reconnects and hysteresis must be 0 or more, got -2 and 0.05"}
+    for extra, words in cases.items():
+        with pytest.raises(SystemExit) as exit_info:
+            watch_main([*base, *extra])
+        assert exit_info.value.code == 2
+        assert capsys.readouterr().err.strip().splitlines() == [f"zsvc_pl watch: error: {words}"]
+    assert not (tmp_path / "out").exists()  # refused before the events file was made
+
+
 def test_a_url_source_that_ends_is_reopened_and_its_times_continue(tmp_path):
     """An HTTP source read to its end counts as a drop: reopened once, its second pass continues the clock."""
     import functools

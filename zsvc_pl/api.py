@@ -30,7 +30,7 @@ from zsvc_pl.data.cache import FeatureCache
 from zsvc_pl.data.label_sets import LabelsLike, LabelSet, read_label_set
 from zsvc_pl.labels import validate_labels
 from zsvc_pl.model.abstention import NONE_LABEL, fit_threshold, open_set_score
-from zsvc_pl.model.examples import DEFAULT_WEIGHT, ExampleMemory
+from zsvc_pl.model.examples import DEFAULT_WEIGHT, ExampleMemory, check_example_weight
 from zsvc_pl.model.video_text import VideoTextModel, create_model
 from zsvc_pl.timeline import Timeline, explain_figure, video_timeline
 from zsvc_pl.train.figures import save
@@ -73,6 +73,11 @@ class ZeroShotVideoClassifier:
                  example_weight: float = DEFAULT_WEIGHT) -> None:
         if sampling not in ("uniform", "adaptive"):
             raise ValueError(f"sampling must be 'uniform' or 'adaptive', got {sampling!r}")
+        FrameSampler(num_frames)  # refuses a frame count below 1 now, not as an error on every video
+        if frame_size is not None and frame_size < 1:
+            raise ValueError(f"frame_size must be at least 1 (or None: the model's size), got {frame_size}")
+        if num_workers < 0:
+            raise ValueError(f"num_workers must be 0 (decode in this process) or more, got {num_workers}")
         if model is None:
             model = create_model(model_name, pretrained, templates, descriptions, descriptions_mode, temporal,
                                  cache_dir=cache_dir, quantize=quantize, token_merging=token_merging,
@@ -86,7 +91,7 @@ class ZeroShotVideoClassifier:
         self.backend = backend
         self.decode_timeout = decode_timeout
         self.labels = validate_labels(list(labels)) if labels else None
-        self.example_weight = example_weight
+        self.example_weight = check_example_weight(example_weight)
         self._examples: dict[tuple, ExampleMemory] = {}
         self.feature_cache = (FeatureCache(feature_cache).bind(model.feature_identity, model.embed_dim)
                               if feature_cache else None)
@@ -116,7 +121,8 @@ class ZeroShotVideoClassifier:
     def reader(self, num_frames: int | None = None, num_clips: int = 1, num_crops: int = 1) -> FrameReader:
         """The frame reader this classifier uses (same settings as the CLI's data module)."""
         adaptive = self.sampling == "adaptive"
-        sampler = FrameSampler(num_frames or self.num_frames, 1 if adaptive else num_clips, adaptive=adaptive)
+        sampler = FrameSampler(self.num_frames if num_frames is None else num_frames, 1 if adaptive else num_clips,
+                               adaptive=adaptive)
         return FrameReader(sampler, self.frame_size, num_crops, self.backend, self.decode_timeout)
 
     def _all_cached(self, paths: Sequence[str], reader: FrameReader) -> bool:
@@ -217,12 +223,14 @@ class ZeroShotVideoClassifier:
         ``labels``: names, or labels by example (see ``label_set``). ``abstain``: an open-set threshold (from
         ``fit_abstention``); a video whose best similarity is below it gets ``("none", similarity)`` first.
         """
+        if top_k is not None and top_k < 1:
+            raise ValueError(f"top_k must be at least 1 (or None: every label), got {top_k}")
         single = isinstance(videos, (str, Path))
         paths = [str(videos)] if single else [str(v) for v in videos]
         label_set = self.label_set(labels)[0]  # read once; scores() takes the LabelSet as it is
         names = label_set.names
         probs, sims = self.scores(paths, label_set, batch_size, num_clips, num_crops)
-        scores, idx = probs.topk(min(top_k or len(names), len(names)), dim=-1)
+        scores, idx = probs.topk(min(top_k or len(names), len(names)), dim=-1)  # None: every label
         results = []
         for i, sc, best in zip(idx.tolist(), scores.tolist(), open_set_score(sims).tolist()):
             ranked = [(names[j], float(s)) for j, s in zip(i, sc)]

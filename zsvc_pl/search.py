@@ -68,8 +68,10 @@ class VideoIndex:
         st = os.stat(path)
         return st.st_size, st.st_mtime_ns
 
-    def check(self, clf: ZeroShotVideoClassifier) -> None:
-        """Refuse a classifier whose backbone is not the one the index was built with."""
+    def check(self, clf: ZeroShotVideoClassifier, top_k: int | None = None) -> None:
+        """Refuse a classifier whose backbone is not the one the index was built with, and a ``top_k`` below 1."""
+        if top_k is not None and top_k < 1:
+            raise ValueError(f"top_k (videos to return) must be at least 1, got {top_k}")
         if clf.backbone_identity != self.backbone:
             raise IndexFileError(f"index was built with backbone {self.backbone}, the model is "
                               f"{clf.backbone_identity}: query with the index's backbone or index again")
@@ -99,7 +101,7 @@ class VideoIndex:
 
     def search(self, model: ZeroShotVideoClassifier, query: str, top_k: int = 5) -> list[tuple[str, float]]:
         """The ``top_k`` videos most similar to ``query`` (cosine similarity), best first."""
-        self.check(model)
+        self.check(model, top_k)
         if not self.paths:
             return []
         scores, rows = nearest(self.embeddings, model.encode_labels([query])[0], top_k, self.ann)
@@ -108,7 +110,7 @@ class VideoIndex:
     def moments(self, model: ZeroShotVideoClassifier, query: str,
                 top_k: int = 5) -> list[tuple[str, float, float, float]]:
         """Where ``query`` holds: ``(path, start s, end s, score)`` of the best moment of each video, best first."""
-        self.check(model)
+        self.check(model, top_k)
         text = model.encode_labels([query])[0]
         found = []
         for path, frames, times in zip(self.paths, self.frames, self.times):
@@ -128,7 +130,7 @@ class VideoIndex:
              end: float | None = None) -> list[tuple[str, float]]:
         """The ``top_k`` indexed videos most similar to ``video`` (itself left out), best first; with ``start``
         and/or ``end`` (seconds), to that moment of it: the mean of its frame features in that stretch."""
-        self.check(model)
+        self.check(model, top_k)
         resolved = [str(Path(p).resolve()) for p in self.paths]
         mine = str(Path(video).resolve())
         row = resolved.index(mine) if mine in resolved else None
@@ -220,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         index = VideoIndex.load(index_file) if args.command != "index" or index_file.exists() else None
         model_name = args.model_name or (index.model_name if index else None) or "ViT-B-32"
         pretrained = args.pretrained or (index.pretrained if index else None) or "openai"
-        kw = {"num_frames": args.num_frames} if args.num_frames else {}
+        kw = {"num_frames": args.num_frames} if args.num_frames is not None else {}
         clf = ZeroShotVideoClassifier(model_name=model_name, pretrained=pretrained,
                                       feature_cache=index_file.with_name(index_file.name + ".features"), **kw)
         if args.command == "query" and args.moments:

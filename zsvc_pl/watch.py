@@ -61,11 +61,22 @@ class EventTracker:
         return closed
 
 
+def check_settings(window: float, hop: float, frames: int, reconnects: int, hysteresis: float) -> None:
+    """Refuse window settings that cannot score anything (a zero window divides by zero; zero frames never fill)."""
+    if window <= 0 or hop <= 0:
+        raise ValueError(f"window and hop must be above 0 seconds, got {window} and {hop}")
+    if frames < 1:
+        raise ValueError(f"frames per window must be at least 1, got {frames}")
+    if reconnects < 0 or hysteresis < 0:
+        raise ValueError(f"reconnects and hysteresis must be 0 or more, got {reconnects} and {hysteresis}")
+
+
 @torch.inference_mode()
 def watch(clf: ZeroShotVideoClassifier, source: str, labels, events: IO[str], threshold: float,
           window: float = 2.0, hop: float = 0.5, frames: int = 8, hysteresis: float = 0.05,
           reconnects: int = 3, log: IO[str] = sys.stderr) -> dict:
     """Score ``source`` live and write events to ``events``; returns a summary of the run."""
+    check_settings(window, hop, frames, reconnects, hysteresis)
     label_set, examples = clf.label_set(labels)
     model, prompts = clf.model, label_set.prompts
     tracker = EventTracker(label_set.names, threshold, hysteresis)
@@ -124,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frame-size", type=int, default=None)
     args = parser.parse_args(argv)
     try:
+        check_settings(args.window, args.hop, args.frames, args.reconnects, args.hysteresis)  # before any file
         clf = ZeroShotVideoClassifier(args.model_name, args.pretrained, frame_size=args.frame_size, num_workers=0)
         Path(args.events).parent.mkdir(parents=True, exist_ok=True)
         with open(args.events, "a", encoding="utf-8") as out:

@@ -116,10 +116,12 @@ class VideoDataModule(LightningDataModule):
             raise ValueError(f"format must be one of {FORMATS}, got {format!r}")
         if other_classes not in ("error", "skip"):
             raise ValueError(f"other_classes must be 'error' or 'skip', got {other_classes!r}")
-        for name, value in (("num_frames", num_frames), ("num_clips", num_clips), ("num_crops", num_crops),
+        for name, value in (("num_frames", num_frames), ("num_clips", num_clips),
                             ("frame_size", frame_size), ("batch_size", batch_size)):
             if value < 1:  # caught here, before any video is read, rather than as one error per video
                 raise ValueError(f"data.{name} must be at least 1, got {value}")
+        if num_crops not in (1, 3):
+            raise ValueError(f"data.num_crops must be 1 or 3 (spatial views per clip), got {num_crops}")
         if num_workers < 0:
             raise ValueError(f"data.num_workers must be 0 (decode in the main process) or more, got {num_workers}")
         if cache_positions is not None and cache_positions < num_frames:

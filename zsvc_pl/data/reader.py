@@ -40,6 +40,10 @@ class FrameReader:
 
     def __init__(self, sampler: FrameSampler, frame_size: int = 224, num_crops: int = 1, backend: str = "auto",
                  timeout_s: float | None = 60.0) -> None:
+        if frame_size < 1:
+            raise ValueError(f"frame_size must be at least 1, got {frame_size}")
+        if num_crops not in (1, 3):
+            raise ValueError(f"num_crops must be 1 or 3, got {num_crops}")
         self.sampler = sampler
         self.frame_size = frame_size
         self.num_crops = num_crops

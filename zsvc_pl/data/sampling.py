@@ -91,6 +91,11 @@ class FrameSampler:
     adaptive: bool = False
     probe_frames: int = 48
 
+    def __post_init__(self) -> None:
+        for name in ("num_frames", "num_clips", "probe_frames"):  # a setting, not a video, is wrong: say so now
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+
     def __call__(self, num_total: int, rng: np.random.Generator | None = None) -> list[list[int]]:
         """Return ``num_clips`` lists of ``num_frames`` indices into a video of ``num_total`` frames."""
         if self.random:

@@ -21,6 +21,14 @@ DEFAULT_WEIGHT = 0.3
 DEFAULT_SHARPNESS = 5.5
 
 
+def check_example_weight(weight: float) -> float:
+    """``weight`` if it is a usable example weight (0 turns examples off; a negative one would push videos away
+    from the labels they resemble)."""
+    if weight < 0:
+        raise ValueError(f"example_weight must be 0 (ignore example clips) or more, got {weight}")
+    return weight
+
+
 class ExampleMemory(nn.Module):
     """Example embeddings ``[K, D]`` (L2-normalised) and the label index of each, for ``num_labels`` labels."""
 

@@ -208,7 +208,15 @@ def create_model(
     compile_tower: bool = False,
 ) -> VideoTextModel:
     """The one factory: backbone by name and weights, prompts, aggregator, optional CoOp vectors and vision
-    prompts."""
+    prompts. Settings out of range are refused before any weights load."""
+    for name, value in (("temporal_depth", temporal_depth), ("temporal_heads", temporal_heads),
+                        ("max_frames", max_frames)):
+        if value < 1:
+            raise ValueError(f"{name} must be at least 1, got {value}")
+    if n_ctx < 0:
+        raise ValueError(f"n_ctx (CoOp context vectors) must be 0 (none) or more, got {n_ctx}")
+    if not 0 <= zs_mix <= 1:
+        raise ValueError(f"zs_mix (the zero-shot logits' share in evaluation) must be between 0 and 1, got {zs_mix}")
     bb = load_clip(model_name, pretrained, cache_dir)
     if vision_prompts and (token_merging or quantize or compile_tower):
         raise ValueError("vision prompts cannot be combined with token merging, int8 quantisation or a compiled "

@@ -19,7 +19,7 @@ from torchmetrics.classification import MulticlassConfusionMatrix
 
 from zsvc_pl.labels import validate_labels
 from zsvc_pl.model.abstention import NONE_LABEL, fit_threshold, open_set_score
-from zsvc_pl.model.examples import DEFAULT_WEIGHT, ExampleMemory
+from zsvc_pl.model.examples import DEFAULT_WEIGHT, ExampleMemory, check_example_weight
 from zsvc_pl.model.temporal import TemporalTransformer
 from zsvc_pl.model.video_text import create_model
 from zsvc_pl.train.checkpoints import prepare_state, save_state
@@ -103,6 +103,14 @@ class VideoClassificationTask(LightningModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
+        if top_k < 1:
+            raise ValueError(f"model.top_k (labels written per video) must be at least 1, got {top_k}")
+        if lr <= 0:
+            raise ValueError(f"model.lr must be above 0, got {lr}")
+        for name, value in (("weight_decay", weight_decay), ("text_reg_weight", text_reg_weight)):
+            if value < 0:
+                raise ValueError(f"model.{name} must be 0 or more, got {value}")
+        check_example_weight(example_weight)
         self.class_names = validate_labels(class_names, "model.class_names", unit="item") if class_names else None
         self.base_classes = list(base_classes) if base_classes is not None else None
         model_args = inspect.signature(create_model).parameters  # the task's hyper-parameters that build the model
