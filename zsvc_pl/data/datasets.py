@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import torch
 from torch.utils.data import Dataset
@@ -17,7 +19,9 @@ class VideoClassificationDataset(Dataset):
     """Reads the sampled frames of each video as uint8 ``[V, T, 3, S, S]`` (V = clips x crops).
 
     A video that cannot be read yields ``{"error": reason}`` instead of raising (unless ``on_error="raise"``);
-    ``collate_videos`` drops it from the batch and passes the error on. With a feature cache, videos whose frame
+    ``collate_videos`` drops it from the batch and passes the error on. Each item carries the file's ``stamp``
+    (size, modification time in ns) taken before it is read, so that outputs kept across runs can tell a file
+    changed since (a resumed ``predict`` tags it again). With a feature cache, videos whose frame
     features are cached are served as ``features`` without decoding. For evaluation the cache holds the frames
     the sampler takes; for training (random sampling) it holds ``cache_positions`` evenly spread frames, from
     which every epoch draws one random position per segment, so sampling stays random across epochs; a video
@@ -82,6 +86,12 @@ class VideoClassificationDataset(Dataset):
         item = {"path": rec.path, "label": rec.label, "index": index}
         if rec.error:
             return self._fail(item, VideoDecodeError(rec.path, rec.error))
+        try:
+            st = os.stat(rec.path)
+        except OSError as e:
+            return self._fail(item, VideoDecodeError(rec.path, "file not found" if isinstance(e, FileNotFoundError)
+                                                     else f"cannot read the file ({e.strerror})"))
+        item["stamp"] = [st.st_size, st.st_mtime_ns]
         rng = None
         if self.reader.sampler.random:  # torch's RNG is seeded per worker and epoch by Lightning's seed_everything
             rng = np.random.default_rng([int(torch.randint(2**31, (1,))), index])
@@ -102,7 +112,8 @@ def collate_videos(samples: list[dict]) -> dict:
 
     Decoded videos go in ``video`` (their batch positions in ``video_pos``); videos served from the feature
     cache go in ``features`` (positions in ``features_pos``); ``cache_keys`` lists every sample's key when
-    the cache is on; ``pick`` (training from the cache) the frame positions to train on for each decoded video.
+    the cache is on; ``pick`` (training from the cache) the frame positions to train on for each decoded video;
+    ``stamps`` each good sample's file stamp.
     """
     good = [s for s in samples if "error" not in s]
     errors = [(s["path"], s["error"]) for s in samples if "error" in s]
@@ -114,6 +125,7 @@ def collate_videos(samples: list[dict]) -> dict:
         "label": torch.tensor([s["label"] for s in good], dtype=torch.long),
         "index": torch.tensor([s["index"] for s in good], dtype=torch.long),
         "path": [s["path"] for s in good],
+        "stamps": [s["stamp"] for s in good],
         "errors": errors,
     }
     if cached:

@@ -1,15 +1,17 @@
 """PredictionWriter: one row per video (path, top-k labels, scores) in CSV or JSON Lines, resumable and safe.
 
 Rows go to journals beside the output (``zsvc_pl.data.outputs``); the output is replaced whole at the end. A
-rerun with the same settings (the run's signature) predicts only the videos not done yet, which resumes an
-interrupted job and tags what a growing library added; a rerun with other settings is refused unless
-``overwrite`` is set. One run writes an output at a time. Under DDP every rank keeps its own journal and rank 0
+rerun with the same settings (the run's signature: everything that changes a row) predicts only the videos not
+done yet, which resumes an interrupted job and tags what a growing library added; a video whose file changed
+since its row was written (size or modification time) is tagged again; a rerun with other settings is refused
+unless ``overwrite`` is set. One run writes an output at a time. Under DDP every rank keeps its own journal and rank 0
 merges them into the one output the user named, each video once.
 """
 
 from __future__ import annotations
 
 import csv
+import inspect
 import json
 import os
 from contextlib import ExitStack
@@ -77,31 +79,33 @@ class PredictionWriter(BasePredictionWriter):
         error = trainer.strategy.broadcast(error, src=0)
         if error:
             raise OutputError(error)
-        done = self._done(target)
+        done, changed = self._done(target)
         trainer.strategy.barrier()
         if trainer.is_global_zero:
             remove_stale_temporaries(target)
-            self._merge(target, keep_main=not self.overwrite)
+            self._merge(target, keep_main=not self.overwrite, drop=changed)
         trainer.strategy.barrier()
         self._journal = Journal(target.with_name(f".{target.name}.journal.rank{trainer.global_rank}"))
         self._journal.start(self._signature)
         left = dm.skip_videos(done)
-        if done:
-            rank_zero_info(f"zsvc_pl predict: {len(done)} video(s) already in {target}, {left} to go")
+        if done or changed:
+            again = f" ({len(changed)} changed since their rows were written: tagged again)" if changed else ""
+            rank_zero_info(f"zsvc_pl predict: {len(done)} video(s) already in {target}, {left} to go{again}")
         if left == 0:  # Lightning runs no predict loop, so no on_predict_end: finish here
             self.on_predict_end(trainer, pl_module)
 
-    def _done(self, target: Path) -> set[str]:
-        """Videos an earlier run with the same signature already predicted; refuses other settings."""
+    def _done(self, target: Path) -> tuple[set[str], set[str]]:
+        """Videos an earlier run with the same signature already predicted from the file as it is now, and the
+        listed videos whose rows were made from an earlier state of their file; refuses other settings."""
         if self.overwrite:
-            return set()
+            return set(), set()
         main, ranks = self._journals(target)
         signature, rows = main.read()
         if signature is None:
             if target.exists():
                 raise OutputError(f"{target} exists but was not written by a resumable zsvc_pl run; pass "
                                   f"--predictions.overwrite true to replace it, or choose another --predictions.output")
-            return set()
+            return set(), set()
         if signature != self._signature:
             raise OutputError(f"{target} holds predictions made with other settings: "
                               f"{signature_difference(signature, self._signature)}. Pass --predictions.overwrite "
@@ -110,10 +114,14 @@ class PredictionWriter(BasePredictionWriter):
             sig, more = journal.read()
             if sig == signature:
                 rows.update(more)
-        return set(rows)
+        listed = [p for p in self._videos if p in rows]
+        done = {p for p in listed if rows[p].get("stamp") == file_stamp(p)}
+        # replaced or edited since (or a row from before stamps were kept): its row goes, the video is tagged again
+        return done, set(listed) - done
 
-    def _merge(self, target: Path, keep_main: bool = True) -> dict[str, dict]:
-        """Fold every rank's journal into the main journal (rank 0 only); returns all rows."""
+    def _merge(self, target: Path, keep_main: bool = True, drop: set[str] = frozenset()) -> dict[str, dict]:
+        """Fold every rank's journal into the main journal (rank 0 only), without the rows of ``drop``; returns
+        all rows."""
         main, ranks = self._journals(target)
         signature, rows = main.read() if keep_main else (None, {})
         if signature not in (None, self._signature):
@@ -122,6 +130,7 @@ class PredictionWriter(BasePredictionWriter):
             sig, more = journal.read()
             if sig == self._signature:
                 rows.update(more)
+        rows = {p: r for p, r in rows.items() if p not in drop}
         main.start(self._signature)
         main.append(list(rows.values()))
         for journal in ranks:
@@ -155,8 +164,18 @@ class PredictionWriter(BasePredictionWriter):
             self._lock = None
 
 
+def file_stamp(path: str) -> list[int] | None:
+    """Size and modification time (ns) of a file, as the dataset records them when it reads it."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return [st.st_size, st.st_mtime_ns]
+
+
 def write_rows(path: Path, rows: list[dict], as_csv: bool) -> None:
-    """Predictions as CSV (``csv`` module quoting; labels and scores joined by ``|``) or JSON Lines."""
+    """Predictions as CSV (``csv`` module quoting; labels and scores joined by ``|``) or JSON Lines (path,
+    labels, scores: the file stamp stays in the journal)."""
     with open(path, "w", newline="", **ENCODING) as f:
         if as_csv:
             writer = csv.writer(f)
@@ -164,19 +183,29 @@ def write_rows(path: Path, rows: list[dict], as_csv: bool) -> None:
             for r in rows:
                 writer.writerow([r["path"], "|".join(r["labels"]), "|".join(f"{s:.6f}" for s in r["scores"])])
         else:
-            f.write("".join(json.dumps(r) + "\n" for r in rows))
+            f.write("".join(json.dumps({k: r[k] for k in ("path", "labels", "scores")}) + "\n" for r in rows))
+
+
+# Model settings that change the scores beside those the signature names on its own (they appear only when
+# they differ from their defaults, so journals written before they were recorded still resume).
+SCORING_SETTINGS = ("temporal_depth", "temporal_heads", "max_frames", "attention_temperature", "n_ctx", "ctx_init",
+                    "class_specific_ctx", "class_position", "zs_mix", "vision_prompts")
 
 
 def run_signature(trainer: Trainer, pl_module: LightningModule, dm) -> dict:
     """What decides the rows of a prediction run; a resumed run must match it exactly. Settings added since
-    journals began (abstention, label sets) appear only when used, so older journals still resume."""
+    journals began (abstention, label sets, the image tower's variant, the scoring settings above) appear only
+    when used, so older journals still resume."""
     hp = pl_module.hparams
+    defaults = inspect.signature(type(pl_module).__init__).parameters
     ckpt = trainer.ckpt_path
     stamp = None
     if ckpt and Path(ckpt).is_file():
         st = os.stat(ckpt)
         stamp = f"{Path(ckpt).resolve()}|{st.st_size}|{st.st_mtime_ns}"
-    extra = {"abstain": hp.get("abstain"), "label_set": _label_set_signature(getattr(dm, "label_set", None))}
+    extra = {"abstain": hp.get("abstain"), "label_set": _label_set_signature(getattr(dm, "label_set", None)),
+             "image_tower": pl_module.model.image_variant.strip("|") or None,  # token merging, int8, compiled
+             "model": {k: hp[k] for k in SCORING_SETTINGS if k in hp and hp[k] != defaults[k].default} or None}
     if extra["label_set"] is not None:
         extra["example_weight"] = hp.get("example_weight")
     return {**{k: v for k, v in extra.items() if v is not None},

@@ -253,8 +253,8 @@ class VideoClassificationTask(LightningModule):
         probs = logits.softmax(-1).mean(1)
         scores, idx = probs.topk(min(self.hparams.top_k, len(names)), dim=-1)
         best = open_set_score(logits.mean(1) / self.model.logit_scale).tolist()
-        rows = [{"path": p, "labels": [names[j] for j in i.tolist()], "scores": s.tolist()}
-                for p, i, s in zip(batch["path"], idx.cpu(), scores.cpu())]
+        rows = [{"path": p, "labels": [names[j] for j in i.tolist()], "scores": s.tolist(), "stamp": st}
+                for p, i, s, st in zip(batch["path"], idx.cpu(), scores.cpu(), batch["stamps"])]
         for row, b in zip(rows, best):
             if threshold is not None and b < threshold:  # "none of these" first, with its open-set score
                 row["labels"], row["scores"] = [NONE_LABEL] + row["labels"], [b] + row["scores"]
