@@ -62,3 +62,55 @@ def test_a_rerun_that_would_score_differently_is_refused(tiny_ckpt, library, tmp
     assert out.read_bytes() == before
     main(predict_args(tiny_ckpt, library, out))  # the settings of the rows still resume
     assert len(rows(out)) == 8
+
+
+def fit_args(tiny_ckpt, video_root, folder, *extra):
+    return ["fit", "--model.model_name", str(TINY_CONFIG), "--model.pretrained", tiny_ckpt, "--model.n_ctx", "2",
+            "--data.root", str(video_root), "--data.frame_size", "32", "--data.num_frames", "2",
+            "--data.num_workers", "0", "--trainer.max_epochs", "1", "--trainer.num_sanity_val_steps", "0",
+            "--trainer.logger", "false", "--trainer.enable_progress_bar", "false",
+            "--trainer.default_root_dir", str(folder), *extra]
+
+
+def test_a_second_fit_never_lands_beside_an_earlier_ones_checkpoint(tiny_ckpt, video_root, tmp_path, capsys):
+    import torch
+
+    run = tmp_path / "run"
+    main(fit_args(tiny_ckpt, video_root, run))
+    (ckpt,) = (run / "checkpoints").iterdir()
+    first = ckpt.read_bytes()
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:  # before: a -v1 file beside it, and the named one still the first model
+        main(fit_args(tiny_ckpt, video_root, run, "--model.lr", "0.01"))
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 2 and len(err) == 1
+    assert f"already holds the checkpoints of an earlier fit ({ckpt.name}): resume with --ckpt_path {ckpt}" in err[0]
+    assert sorted(p.name for p in run.rglob("*") if p.is_file() and not p.name.startswith(".")) == [
+        ckpt.name, "fit-config.yaml"]  # nothing of the refused run, not even its config
+    assert ckpt.read_bytes() == first
+    main(fit_args(tiny_ckpt, video_root, run, "--trainer.max_epochs", "2", "--ckpt_path", str(ckpt)))
+    files = sorted((run / "checkpoints").iterdir())  # resuming continues in the same folder
+    assert not any("-v" in p.name for p in files)
+    assert max(torch.load(p, weights_only=True, map_location="cpu")["epoch"] for p in files) == 1
+
+
+def test_a_fit_into_a_folder_another_fit_is_writing_is_refused(tiny_ckpt, video_root, tmp_path, capsys):
+    import subprocess
+    import sys
+
+    run = tmp_path / "run"
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import time; from zsvc_pl.data.outputs import output_lock\n"
+        f"with output_lock({str(run / 'checkpoints')!r}):\n    print('locked', flush=True); time.sleep(60)")],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(SystemExit) as e:
+            main(fit_args(tiny_ckpt, video_root, run))
+        assert e.value.code == 2 and "is being written by another fit" in capsys.readouterr().err
+        assert not list((run / "checkpoints").glob("*.ckpt"))
+    finally:
+        holder.kill()
+        holder.wait()
+    main(fit_args(tiny_ckpt, video_root, run))  # the lock died with its process
+    assert len(list((run / "checkpoints").glob("*.ckpt"))) == 1

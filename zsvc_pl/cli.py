@@ -20,7 +20,7 @@ import yaml
 from lightning.pytorch.cli import ArgsType, LightningCLI, SaveConfigCallback
 
 from zsvc_pl.data.datamodule import VideoDataModule
-from zsvc_pl.train.callbacks import RunReport
+from zsvc_pl.train.callbacks import CheckpointFolderGuard, RunReport
 from zsvc_pl.train.run_card import RunCard
 from zsvc_pl.train.checkpoints import MOVED_HPARAMS
 from zsvc_pl.train.figures import ResultPlots
@@ -102,6 +102,9 @@ class ZsvcCLI(LightningCLI):
         for cb in self.trainer.checkpoint_callbacks:  # one documented place: <run folder>/checkpoints
             if cb.dirpath is None:
                 cb.dirpath = os.path.join(self.trainer.default_root_dir, "checkpoints")
+        resume_from = self.config[self.subcommand].get("ckpt_path")
+        for folder in {cb.dirpath for cb in self.trainer.checkpoint_callbacks}:
+            self.trainer.callbacks.insert(0, CheckpointFolderGuard(folder, resume_from))  # before the config is saved
 
 
 def _model_flags(args: list[str]) -> set[str]:

@@ -1,10 +1,12 @@
-"""The run report the CLI always adds: timing, skipped videos (gathered over ranks) and ``errors.csv``."""
+"""What the CLI adds to every run: the run report (timing, skipped videos gathered over ranks, ``errors.csv``)
+and, for ``fit``, the guard of the run folder's checkpoints."""
 
 from __future__ import annotations
 
 import csv
 import time
 from collections import Counter
+from contextlib import ExitStack
 from pathlib import Path
 
 import torch
@@ -12,7 +14,7 @@ import torch.distributed as dist
 from lightning import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_info
 
-from zsvc_pl.data.outputs import ENCODING, atomic_write
+from zsvc_pl.data.outputs import ENCODING, OutputError, atomic_write, output_lock
 
 
 def run_dir(trainer: Trainer) -> Path:
@@ -126,3 +128,52 @@ def _write_errors(path: Path, errors: list[tuple[str, str]]) -> None:
         writer = csv.writer(f)
         writer.writerow(["path", "reason"])
         writer.writerows(errors)
+
+
+class CheckpointFolderGuard(Callback):
+    """One ``fit`` at a time writes a checkpoint folder, and never beside another fit's checkpoints.
+
+    A fit into a folder that already holds checkpoints is refused unless it resumes from one of them: Lightning
+    would write ``last-v1.ckpt`` beside the earlier ``last.ckpt``, which ``test --ckpt_path .../last.ckpt`` would
+    then evaluate instead of the new model. A second fit into the same folder while one runs is refused at once.
+    """
+
+    def __init__(self, folder: str | Path, resume_from: str | None = None) -> None:
+        self.folder = Path(folder)
+        self.resume_from = resume_from
+        self._lock: ExitStack | None = None
+
+    def _claim(self) -> str:
+        """Take the folder, or say why not."""
+        resuming = self.resume_from is not None and Path(self.resume_from).resolve().parent == self.folder.resolve()
+        earlier = sorted(p.name for p in self.folder.glob("*.ckpt")) if self.folder.is_dir() else []
+        if earlier and not resuming:
+            return (f"{self.folder} already holds the checkpoints of an earlier fit ({', '.join(earlier)}): resume "
+                    f"with --ckpt_path {self.folder / earlier[0]}, or fit into another run folder")
+        self._lock = ExitStack()
+        try:
+            self._lock.enter_context(output_lock(self.folder))
+        except OutputError:
+            self._lock = None
+            return (f"{self.folder} is being written by another fit; wait for it, or fit into another "
+                    "--trainer.default_root_dir")
+        return ""
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        if stage != "fit":
+            return
+        error = self._claim() if trainer.is_global_zero else ""
+        error = trainer.strategy.broadcast(error, src=0)
+        if error:
+            raise OutputError(error)
+
+    def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        self._release()
+
+    def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
+        self._release()
+
+    def _release(self) -> None:
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
