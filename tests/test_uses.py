@@ -266,3 +266,31 @@ def test_large_indexes_get_an_approximate_index_beside_them(demo_model, library,
     loaded.update(demo_model, [p for p, _ in exact[:2]])  # below the size: back to exact, no stale file
     loaded.save(idx)
     assert not Path(str(idx) + ".ann").exists() and VideoIndex.load(idx).ann is None
+
+
+def test_moderation_never_reports_unread_videos_as_clean(demo_model, library, tmp_path, capsys):
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("flags:\n  a red circle: 0.6\nothers: [a blue square, a green triangle, a yellow cross]\n")
+    lib = tmp_path / "lib"
+    shutil.copytree(library, lib)
+    broken = lib / "broken.mp4"
+    broken.write_bytes(b"\x00" * 512)
+    out, unreadable = tmp_path / "flags.csv", tmp_path / "flags.unreadable.csv"
+    argv = ["--rules", str(rules), "--videos", str(lib), "--out", str(out), "--model-name", "demo",
+            "--pretrained", "demo", "--num-frames", "8"]
+    assert moderation_main(argv) == 1  # before: 0, and the broken video only in a printed line
+    assert [r["label"] for r in csv.DictReader(open(out))] == ["a red circle"]
+    assert [r["path"] for r in csv.DictReader(open(unreadable))] == [str(broken)]
+    broken.unlink()
+    assert moderation_main(argv) == 0 and not unreadable.exists()  # it described the flags this run replaced
+    only_broken = tmp_path / "only_broken"
+    only_broken.mkdir()
+    (only_broken / "x.mp4").write_bytes(b"\x00" * 512)
+    out.unlink()
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:  # before: exit 0 and an empty flags.csv, which reads as "nothing found"
+        moderation_main([*argv[:2], "--videos", str(only_broken), *argv[4:]])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 2 and err == [f"zsvc_pl.moderation: error: no video could be read (1 skipped, each with its "
+                                         f"reason in {unreadable}); nothing was checked, so no flags were written"]
+    assert not out.exists()

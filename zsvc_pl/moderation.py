@@ -12,6 +12,11 @@ rules.yaml::
       - a landscape
     abstain: 0.25          # optional: frames whose best similarity to any label is lower show none of them
                            # and flag nothing (test/abstain_at_95 on a labelled sample suggests a value)
+
+A video that cannot be read is not checked, which is not the same as clean: such videos are listed with their
+reasons in ``<out>.unreadable.csv`` beside the flags (``flags.unreadable.csv``), and the exit status says whether
+every video was checked: 0 all of them, 1 the flags are written but some videos could not be read, 2 a mistake
+in the command or no video could be read (then no flags file is written).
 """
 
 from __future__ import annotations
@@ -102,7 +107,8 @@ def flag_videos(model: ZeroShotVideoClassifier, videos: Sequence[str], flags: di
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Flag a folder; returns 0, or exits 2 with one line on a mistake."""
+    """Flag a folder; returns 0 when every video was checked, 1 when some could not be read, or exits 2 with one
+    line on a mistake or when no video could be read."""
     from zsvc_pl.api import ZeroShotVideoClassifier
 
     parser = argparse.ArgumentParser(description="flag videos whose labels pass their thresholds")
@@ -122,18 +128,36 @@ def main(argv: list[str] | None = None) -> int:
         found, errors = flag_videos(model, videos, flags, others, args.num_frames, abstain)
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         parser.exit(2, f"zsvc_pl.moderation: error: {str(e).splitlines()[0]}\n")
-    atomic_write(args.out, lambda tmp: _write_flags(tmp, found))
+    unreadable = unreadable_file(args.out)
+    if errors:
+        atomic_write(unreadable, lambda tmp: _write_rows(tmp, ["path", "reason"], errors))
+    else:
+        unreadable.unlink(missing_ok=True)  # it belonged to the flags this run replaces
     for path, reason in errors:
         print(f"skipped {path}: {reason}")
+    if len(errors) == len(videos):
+        parser.exit(2, f"zsvc_pl.moderation: error: no video could be read ({len(errors)} skipped, each with its "
+                       f"reason in {unreadable}); nothing was checked, so no flags were written\n")
+    atomic_write(args.out, lambda tmp: _write_rows(tmp, list(Flag.__dataclass_fields__),
+                                                   [list(asdict(x).values()) for x in found]))
     print(f"{len(found)} flag(s) in {len({x.path for x in found})} of {len(videos)} videos -> {args.out}")
+    if errors:
+        print(f"{len(errors)} video(s) could not be read and were not checked: listed in {unreadable}")
+        return 1
     return 0
 
 
-def _write_flags(path: Path, found: list[Flag]) -> None:
+def unreadable_file(out: str | Path) -> Path:
+    """Where the videos that could not be checked are listed: ``flags.csv`` -> ``flags.unreadable.csv``."""
+    out = Path(out)
+    return out.with_name(f"{out.stem}.unreadable.csv")
+
+
+def _write_rows(path: Path, header: list[str], rows: list) -> None:
     with open(path, "w", newline="", **ENCODING) as f:
-        writer = csv.DictWriter(f, fieldnames=list(Flag.__dataclass_fields__))
-        writer.writeheader()
-        writer.writerows(asdict(x) for x in found)
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows(rows)
 
 
 if __name__ == "__main__":
