@@ -35,14 +35,14 @@ def test_search_finds_the_described_video_and_updates_incrementally(demo_model, 
     shutil.copytree(library, lib)
     videos = sorted(str(p) for p in lib.rglob("*.mp4"))
     index = VideoIndex(demo_model.backbone_identity)
-    assert index.update(demo_model, videos[:3]) == {"kept": 0, "added": 3, "failed": 0}
-    assert index.update(demo_model, videos) == {"kept": 3, "added": 1, "failed": 0}
+    assert index.update(demo_model, videos[:3]) == {"kept": 0, "added": 3, "failed": 0, "resampled": 0}
+    assert index.update(demo_model, videos) == {"kept": 3, "added": 1, "failed": 0, "resampled": 0}
     for colour, shape, _ in OBJECTS:
         best, score = index.search(demo_model, f"a photo of a {colour} {shape}.", top_k=4)[0]
         assert best == video_of(lib, colour, shape)
     index.save(tmp_path / "i.idx")
     again = VideoIndex.load(tmp_path / "i.idx")
-    assert again.update(demo_model, videos[1:]) == {"kept": 3, "added": 0, "failed": 0}
+    assert again.update(demo_model, videos[1:]) == {"kept": 3, "added": 0, "failed": 0, "resampled": 0}
     assert len(again.paths) == 3
 
 
@@ -55,6 +55,38 @@ def test_search_command(demo_model, library, tmp_path, capsys):
     # without --model-name the index's own backbone is used (no attempt to fetch ViT-B-32)
     search_main(["query", "a blue square", "--index", str(tmp_path / "v.idx"), "--top-k", "1"])
     assert static_label("blue", "square") in capsys.readouterr().out
+
+
+def test_an_index_never_mixes_two_samplings(library, tmp_path, capsys):
+    args = ["--index", str(tmp_path / "v.idx"), "--model-name", "demo", "--pretrained", "demo"]
+    search_main(["index", str(library), *args, "--num-frames", "4"])
+    capsys.readouterr()
+    search_main(["index", str(library), *args])  # the index's own 4 frames: nothing to encode
+    assert "indexed 4 videos (0 encoded, 4 unchanged, 0 unreadable) ->" in capsys.readouterr().out
+    search_main(["index", str(library), *args, "--num-frames", "8"])  # before: the 4 videos kept at 4 frames
+    assert "(4 encoded, 0 unchanged, 0 unreadable; every video encoded again" in capsys.readouterr().out
+    index = VideoIndex.load(tmp_path / "v.idx")
+    assert index.num_frames == 8 and [len(f) for f in index.frames] == [8] * 4
+
+
+def test_a_video_changed_while_it_is_indexed_is_encoded_again_next_time(demo_model, library, tmp_path,
+                                                                        monkeypatch):
+    lib = tmp_path / "lib"
+    shutil.copytree(library, lib)
+    videos = sorted(str(p) for p in lib.rglob("*.mp4"))
+    real = type(demo_model).encode_videos_and_frames
+
+    def encode_then_edit(self, paths, **kwargs):
+        out = real(self, paths, **kwargs)
+        st = os.stat(videos[0])  # the file changes after it was read, before the index is saved
+        os.utime(videos[0], ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+        return out
+
+    monkeypatch.setattr(type(demo_model), "encode_videos_and_frames", encode_then_edit)
+    index = VideoIndex(demo_model.backbone_identity)
+    index.update(demo_model, videos)
+    monkeypatch.undo()
+    assert index.update(demo_model, videos)["added"] == 1  # before: its stamp was taken after the read: kept
 
 
 def test_search_refuses_another_backbone_a_missing_or_damaged_index(demo_model, library, tmp_path, capsys,

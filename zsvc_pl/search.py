@@ -7,9 +7,10 @@ videos like a given one.
     python -m zsvc_pl.search like /videos/horse.mp4 --index videos.idx                      # more like this
     python -m zsvc_pl.search like /videos/match.mp4 --start 12 --end 15 --index videos.idx  # like this moment
 
-The index stores video embeddings with each file's size and modification time, and the backbone (name and
-weights) they were made with; indexing again adds new or changed files and drops deleted ones without
-re-encoding the rest. ``query`` rebuilds that backbone unless told otherwise, and refuses another one. Frame
+The index stores video embeddings with each file's size and modification time (taken before it is read), and the
+backbone (name and weights) and frame sampling they were made with; indexing again adds new or changed files and
+drops deleted ones without re-encoding the rest, and with another sampling (``--num-frames``) encodes every video
+again, so that one index never mixes two samplings. ``query`` rebuilds that backbone unless told otherwise, and refuses another one. Frame
 features go to the feature cache beside the index. The index file is replaced atomically and checked on load.
 From ``vector_index.ANN_MIN`` videos (10^5) an approximate
 index (FAISS IVF-Flat, optional) is written beside it (``.ann``) and serves text and video queries. For
@@ -52,8 +53,10 @@ class VideoIndex:
     def __init__(self, backbone: str, paths: list[str] | None = None, stamps: list[tuple[int, int]] | None = None,
                  embeddings: torch.Tensor | None = None, model_name: str | None = None,
                  pretrained: str | None = None, frames: list[torch.Tensor] | None = None,
-                 times: list[list[float]] | None = None) -> None:
+                 times: list[list[float]] | None = None, sampling: str | None = None,
+                 num_frames: int | None = None) -> None:
         self.backbone = backbone
+        self.sampling, self.num_frames = sampling, num_frames  # how the videos were read (None: older indexes)
         self.model_name, self.pretrained = model_name, pretrained
         self.paths = paths or []
         self.stamps = stamps or []
@@ -77,27 +80,31 @@ class VideoIndex:
                               f"{clf.backbone_identity}: query with the index's backbone or index again")
 
     def update(self, model: ZeroShotVideoClassifier, videos: Sequence[str], batch_size: int = 8) -> dict[str, int]:
-        """Make the index hold exactly ``videos``: encode new or changed files only. Returns counts."""
+        """Make the index hold exactly ``videos`` as ``model`` reads them: encode new or changed files only, or
+        every file when the model samples frames otherwise than the index did. Returns counts."""
         self.check(model)
-        wanted = set(videos)
+        reader = model.reader()
+        resampled = self.sampling != reader.sampling_key and bool(self.paths)
+        wanted = set(videos) if not resampled else set()
         keep = {p: i for i, (p, s) in enumerate(zip(self.paths, self.stamps)) if p in wanted
                 and os.path.exists(p) and self._stamp(p) == s}
         keep = {p: i for p, i in keep.items() if i < len(self.frames)}  # older indexes: no frames, encode again
         todo = [p for p in videos if p not in keep]
+        stamps = {p: self._stamp(p) for p in todo if os.path.exists(p)}  # before reading: a later change shows
         errors: list = []
         new_emb, new_frames = model.encode_videos_and_frames(todo, batch_size=batch_size, errors=errors)
         bad = {p for p, _ in errors}
         new_paths, failed = [p for p in todo if p not in bad], len(bad)
         kept_paths = list(keep)
-        reader = model.reader()
         kept = self.embeddings[list(keep.values())] if keep else torch.empty(0, new_emb.shape[1])
         self.embeddings = torch.cat([kept, new_emb])
         self.frames = [self.frames[i] for i in keep.values()] + list(new_frames.unbind(0))
         self.times = [self.times[i] for i in keep.values()] + [reader.times(p) for p in new_paths]
+        self.stamps = [self.stamps[i] for i in keep.values()] + [stamps.get(p, (-1, -1)) for p in new_paths]
         self.paths = kept_paths + new_paths
-        self.stamps = [self._stamp(p) for p in self.paths]
+        self.sampling, self.num_frames = reader.sampling_key, reader.sampler.num_frames
         self._ann_stale = True
-        return {"kept": len(kept_paths), "added": len(new_paths), "failed": failed}
+        return {"kept": len(kept_paths), "added": len(new_paths), "failed": failed, "resampled": int(resampled)}
 
     def search(self, model: ZeroShotVideoClassifier, query: str, top_k: int = 5) -> list[tuple[str, float]]:
         """The ``top_k`` videos most similar to ``query`` (cosine similarity), best first."""
@@ -154,7 +161,8 @@ class VideoIndex:
         """Write the index atomically (a kill leaves the previous index whole)."""
         state = {"backbone": self.backbone, "model_name": self.model_name, "pretrained": self.pretrained,
                  "paths": self.paths, "stamps": self.stamps, "embeddings": self.embeddings,
-                 "frames": self.frames, "times": self.times, "ann": None}
+                 "frames": self.frames, "times": self.times, "sampling": self.sampling,
+                 "num_frames": self.num_frames, "ann": None}
         ann_file = Path(str(path) + ".ann")
         if len(self.paths) >= vector_index.ANN_MIN and ann_available():
             if self.ann is None or len(self.ann) != len(self.paths) or self._ann_stale:
@@ -178,7 +186,7 @@ class VideoIndex:
             d = torch.load(path, weights_only=True)
             index = cls(d["backbone"], list(d["paths"]), [tuple(s) for s in d["stamps"]], d["embeddings"],
                         d.get("model_name"), d.get("pretrained"), list(d.get("frames", [])),
-                        [list(t) for t in d.get("times", [])])
+                        [list(t) for t in d.get("times", [])], d.get("sampling"), d.get("num_frames"))
         except FileNotFoundError:
             raise IndexFileError(f"index not found: {path} (build it with: python -m zsvc_pl.search index FOLDER "
                               f"--index {path})") from None
@@ -211,7 +219,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--index", required=True, help="index file")
     parser.add_argument("--model-name", default=None, help="default: the index's backbone, else ViT-B-32")
     parser.add_argument("--pretrained", default=None, help="default: the index's weights, else openai")
-    parser.add_argument("--num-frames", type=int, default=None)
+    parser.add_argument("--num-frames", type=int, default=None,
+                        help="frames per video (default: the index's, else 8); another number re-encodes every video")
     parser.add_argument("--top-k", type=int, default=5)
     parser.add_argument("--moments", action="store_true", help="query: CSV rows path,start,end,score (seconds)")
     parser.add_argument("--start", type=float, default=None, help="like: the moment of the video from (s)")
@@ -222,7 +231,8 @@ def main(argv: list[str] | None = None) -> int:
         index = VideoIndex.load(index_file) if args.command != "index" or index_file.exists() else None
         model_name = args.model_name or (index.model_name if index else None) or "ViT-B-32"
         pretrained = args.pretrained or (index.pretrained if index else None) or "openai"
-        kw = {"num_frames": args.num_frames} if args.num_frames is not None else {}
+        num_frames = args.num_frames if args.num_frames is not None else (index.num_frames if index else None)
+        kw = {"num_frames": num_frames} if num_frames is not None else {}
         clf = ZeroShotVideoClassifier(model_name=model_name, pretrained=pretrained,
                                       feature_cache=index_file.with_name(index_file.name + ".features"), **kw)
         if args.command == "query" and args.moments:
@@ -245,8 +255,9 @@ def main(argv: list[str] | None = None) -> int:
             index.save(index_file)
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         parser.exit(2, f"zsvc_pl.search: error: {str(e).splitlines()[0]}\n")
+    again = "; every video encoded again: the index was read with another sampling" if counts["resampled"] else ""
     print(f"indexed {len(index.paths)} videos ({counts['added']} encoded, {counts['kept']} unchanged, "
-          f"{counts['failed']} unreadable) -> {index_file}")
+          f"{counts['failed']} unreadable{again}) -> {index_file}")
     return 0
 
 
