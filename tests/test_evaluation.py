@@ -130,17 +130,17 @@ def test_mean_class_is_over_the_classes_present():
 
 def test_fit_folder_config_keeps_each_runs_config_and_last_ckpt_in_one_place(tiny_ckpt, base_only_train, tmp_path,
                                                                            caplog):
-    out = tmp_path / "mine"
     cfg = ROOT / "configs" / "fit_folder.yaml"
-    common = ["--model.pretrained", tiny_ckpt,
-              "--data.root", str(base_only_train), "--data.batch_size", "4", "--trainer.default_root_dir", str(out)]
-    for logger in ("false", "TensorBoardLogger"):
+    for logger in ("TensorBoardLogger", "false"):  # each run its own folder: a second fit there is refused
+        out = tmp_path / f"mine-{logger}"
+        common = ["--model.pretrained", tiny_ckpt, "--data.root", str(base_only_train), "--data.batch_size", "4",
+                  "--trainer.default_root_dir", str(out)]
         fit = tiny("fit", *common, "--trainer.max_epochs", "2", "--trainer.accelerator", "cpu",
                    "--trainer.logger", logger, config=cfg)
         if logger != "false":
             fit += ["--trainer.logger.save_dir", str(out)]
         main(fit)
-        assert (out / "checkpoints" / "last.ckpt").is_file(), logger
+        assert [p.name for p in (out / "checkpoints").iterdir()] == ["last.ckpt"], logger
     assert "zsvc_pl fit: epoch 1 validation:" in caplog.text and "hm" in caplog.text
     main(tiny("test", *common, "--trainer.logger", "false", "--ckpt_path", str(out / "checkpoints" / "last.ckpt"),
               config=cfg))

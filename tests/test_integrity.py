@@ -349,3 +349,19 @@ def test_nan_weights_are_never_reported_as_results(tiny_ckpt, video_root, tmp_pa
               str(video_root / "test"), "--data.frame_size", "32", "--data.num_frames", "2", "--data.num_workers", "0",
               "--trainer.logger", "false", "--trainer.default_root_dir", str(tmp_path / "run")])
     assert e.value.code == 2 and "non-finite scores" in capsys.readouterr().err
+
+
+def test_one_label_is_a_question_for_predict_and_a_mistake_for_evaluation(tiny_ckpt, video_root, tmp_path, capsys):
+    one = tmp_path / "one"
+    shutil.copytree(next(Path(video_root, "test").iterdir()), one / "only class")
+    out = tmp_path / "p.jsonl"
+    main(predict_args(tiny_ckpt, one, out, '["a red circle"]', "--model.abstain", "0.99"))  # before: a
+    got = [json.loads(line) for line in out.read_text().splitlines()]  # torchmetrics error about num_classes
+    assert len(got) == 2 and all(r["labels"] == ["none", "a red circle"] for r in got)  # random weights: far
+    with pytest.raises(SystemExit) as e:
+        main(["test", "--model.model_name", str(TINY_CONFIG), "--model.pretrained", tiny_ckpt, "--data.root", str(one),
+              "--data.frame_size", "32", "--data.num_frames", "2", "--data.num_workers", "0",
+              "--trainer.default_root_dir", str(tmp_path / "t")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 2 and err == ["zsvc_pl: error: test needs at least 2 classes to tell apart, got 1 "
+                                         "('only class'): accuracy over one class is always 100 %"]

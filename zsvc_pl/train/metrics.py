@@ -1,10 +1,15 @@
-"""Evaluation metrics: micro top-1/top-5 (as papers report), mean class accuracy, base/novel/HM."""
+"""Evaluation metrics: micro top-1/top-5 (as papers report), mean class accuracy, base/novel/HM, the open-set
+threshold, and ``StageMetrics``, which holds all of them for one evaluation stage."""
 
 from __future__ import annotations
 
 import torch
+from torch import nn
 from torchmetrics import Metric, MetricCollection
-from torchmetrics.classification import MulticlassAccuracy
+from torchmetrics.aggregation import CatMetric, SumMetric
+from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
+
+from zsvc_pl.model.abstention import fit_threshold, open_set_score
 
 
 def classification_metrics(num_classes: int, prefix: str) -> MetricCollection:
@@ -74,3 +79,49 @@ class BaseNovelAccuracy(Metric):
         novel = self.novel_correct.float() / self.novel_total.clamp(min=1)
         hm = 2 * base * novel / (base + novel).clamp(min=1e-12)
         return {"base_top1": base, "novel_top1": novel, "hm": hm}
+
+
+class StageMetrics(nn.Module):
+    """What one evaluation stage (``val`` or ``test``) measures over its videos, summed over ranks: top-1/top-5,
+    mean class accuracy, videos read, the open-set threshold for 95 % recall, the confusion matrix and, with base
+    classes, base/novel/HM. ``compute`` also resets, ready for the next epoch."""
+
+    def __init__(self, num_classes: int, stage: str, base_classes: list[int] | None = None) -> None:
+        super().__init__()
+        self.stage = stage
+        self.accuracy = classification_metrics(num_classes, f"{stage}/")
+        self.videos = SumMetric()
+        self.open_scores = CatMetric()
+        self.confusion = MulticlassConfusionMatrix(num_classes)
+        self.base_novel = BaseNovelAccuracy(num_classes, base_classes) if base_classes is not None else None
+
+    def count(self, videos: int) -> None:
+        """Videos read in a batch; also 0 for a batch of only unreadable videos, so that every rank syncs."""
+        self.videos.update(videos)
+
+    def update(self, logits: torch.Tensor, target: torch.Tensor, logit_scale: torch.Tensor) -> None:
+        """Logits ``[B, V, C]`` of a batch (views are averaged) against its labels ``[B]``."""
+        probs = logits.softmax(-1).mean(1)
+        self.accuracy.update(probs, target)
+        self.open_scores.update(open_set_score(logits.mean(1) / logit_scale))
+        self.confusion.update(probs, target)
+        if self.base_novel is not None:
+            self.base_novel.update(logits.mean(1), target)
+
+    def compute(self) -> dict | None:
+        """``{"metrics": {name: value}, "confusion": [C, C]}``, or ``None`` when no rank read a video (every rank
+        takes the same branch: the count is summed first)."""
+        videos = float(self.videos.compute())
+        result = None
+        if videos > 0:
+            stage = self.stage
+            metrics = {k: float(v) for k, v in self.accuracy.compute().items()}
+            metrics[f"{stage}/videos"] = videos
+            metrics[f"{stage}/abstain_at_95"] = fit_threshold(self.open_scores.compute().flatten().cpu(), 0.95)
+            if self.base_novel is not None:
+                metrics.update({f"{stage}/{k}": float(v) for k, v in self.base_novel.compute().items()})
+            result = {"metrics": metrics, "confusion": self.confusion.compute().cpu()}
+        for m in (self.accuracy, self.videos, self.open_scores, self.confusion,
+                  *([self.base_novel] if self.base_novel is not None else [])):
+            m.reset()
+        return result

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import inspect
 import logging
-import math
 import warnings
 from typing import Sequence
 
@@ -14,17 +13,16 @@ import torch
 import torch.nn.functional as F
 from lightning import LightningModule
 from lightning.pytorch.utilities import rank_zero_info
-from torchmetrics.aggregation import CatMetric, SumMetric
-from torchmetrics.classification import MulticlassConfusionMatrix
 
 from zsvc_pl.labels import validate_labels
-from zsvc_pl.model.abstention import NONE_LABEL, fit_threshold, open_set_score
+from zsvc_pl.model.abstention import NONE_LABEL, open_set_score
 from zsvc_pl.model.examples import DEFAULT_WEIGHT, ExampleMemory, check_example_weight
 from zsvc_pl.model.temporal import TemporalTransformer
 from zsvc_pl.model.video_text import create_model
 from zsvc_pl.train.checkpoints import prepare_state, save_state
 from zsvc_pl.train.features import batch_features
-from zsvc_pl.train.metrics import BaseNovelAccuracy, classification_metrics
+from zsvc_pl.train.metrics import StageMetrics
+from zsvc_pl.train.optim import adamw_warmup_cosine
 
 log = logging.getLogger(__name__)
 # By design: checkpoints hold no backbone weights, and the frozen backbone stays in eval mode.
@@ -152,22 +150,21 @@ class VideoClassificationTask(LightningModule):
             log.warning("zsvc_pl: the feature cache is not used: frame features depend on the learned vision prompts")
         elif cache is not None:  # the data module opened it; features belong to this backbone
             self.feature_cache = cache.bind(self.model.feature_identity, self.model.embed_dim)
-        n = len(self._require_labels())
-        self.metrics = torch.nn.ModuleDict({s: classification_metrics(n, f"{s}/") for s in ("val", "test")})
-        self.counts = torch.nn.ModuleDict({s: SumMetric() for s in ("val", "test")})  # videos read
-        self.train_videos = 0  # videos read in the current training epoch (this rank)
-        self.open_scores = torch.nn.ModuleDict({s: CatMetric() for s in ("val", "test")})
-        self.confusion = torch.nn.ModuleDict({s: MulticlassConfusionMatrix(n) for s in ("val", "test")})
-        self.last_results: dict[str, dict] = {}
-        self.base_novel = torch.nn.ModuleDict({
-            s: BaseNovelAccuracy(n, self.base_classes) for s in ("val", "test")
-        }) if self.base_classes is not None else None
+        names = self._require_labels()
+        if len(names) < 2 and stage != "predict":  # predict may ask one question, e.g. with model.abstain
+            raise ValueError(f"{getattr(stage, 'value', stage)} needs at least 2 classes to tell apart, got 1 "
+                             f"({names[0]!r}): accuracy over one class is always 100 %")
         if stage == "fit" and not self.model.learnable:
             raise ValueError("nothing to train: set model.temporal=transformer and/or model.n_ctx>0 "
                              "(zero-shot evaluation needs no fit: use `test`)")
         if stage == "fit" and cache is not None and self.model.trains_on_pixels:
             raise ValueError("--data.feature_cache cannot train this model: a trainable part acts on the pixels, so "
                              "frame features change while training; drop the cache for fit")
+        self.train_videos = 0  # videos read in the current training epoch (this rank)
+        self.last_results: dict[str, dict] = {}
+        if stage != "predict":
+            self.evaluation = torch.nn.ModuleDict({s: StageMetrics(len(names), s, self.base_classes)
+                                                   for s in ("val", "test")})
 
     def batch_features(self, batch: dict) -> torch.Tensor:
         return batch_features(self.model, batch, self.feature_cache)
@@ -200,34 +197,21 @@ class VideoClassificationTask(LightningModule):
 
     def _eval_step(self, batch: dict, stage: str) -> None:
         self._collect_errors(batch)
-        self.counts[stage].update(len(batch["path"]))  # also for a batch of only unreadable videos: 0 read
+        self.evaluation[stage].count(len(batch["path"]))
         if not batch["path"]:
             return
         logits = self._scores(batch)
-        probs = logits.softmax(-1).mean(1)
         names = self._require_labels()
-        self.video_predictions.update(zip(batch["path"], [names[i] for i in probs.argmax(-1).tolist()]))
-        self.metrics[stage].update(probs, batch["label"])
-        self.open_scores[stage].update(open_set_score(logits.mean(1) / self.model.logit_scale))
-        self.confusion[stage].update(probs, batch["label"])
-        if self.base_novel is not None:
-            self.base_novel[stage].update(logits.mean(1), batch["label"])
+        best = logits.softmax(-1).mean(1).argmax(-1).tolist()
+        self.video_predictions.update(zip(batch["path"], [names[i] for i in best]))
+        self.evaluation[stage].update(logits, batch["label"], self.model.logit_scale)
 
     def _eval_epoch_end(self, stage: str) -> None:
-        videos = float(self.counts[stage].compute())  # summed over ranks: every rank takes the same branch
+        result = self.evaluation[stage].compute()
         self.last_results.pop(stage, None)  # none for an epoch that read no video (RunReport says so and stops)
-        if videos > 0:
-            results = {k: float(v) for k, v in self.metrics[stage].compute().items()}
-            results[f"{stage}/videos"] = videos
-            results[f"{stage}/abstain_at_95"] = fit_threshold(self.open_scores[stage].compute().flatten().cpu(),
-                                                              0.95)
-            if self.base_novel is not None:
-                results.update({f"{stage}/{k}": float(v) for k, v in self.base_novel[stage].compute().items()})
-            self.log_dict(results)
-            self.last_results[stage] = {"metrics": results, "confusion": self.confusion[stage].compute().cpu()}
-        for m in (self.metrics[stage], self.counts[stage], self.confusion[stage], self.open_scores[stage],
-                  *([self.base_novel[stage]] if self.base_novel is not None else [])):
-            m.reset()
+        if result is not None:
+            self.log_dict(result["metrics"])
+            self.last_results[stage] = result
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         self._eval_step(batch, "val")
@@ -295,23 +279,11 @@ class VideoClassificationTask(LightningModule):
             log.warning("skipped %s: %s", path, reason)
             self.decode_errors.append((path, reason))
 
-    def configure_optimizers(self):
+    def configure_optimizers(self) -> dict:
         params = [p for p in self.parameters() if p.requires_grad]
         total = sum(p.numel() for p in self.parameters())
         rank_zero_info(f"zsvc_pl: {sum(p.numel() for p in params):,} trainable parameters out of {total:,}")
-        decay = [p for p in params if p.dim() >= 2]
-        no_decay = [p for p in params if p.dim() < 2]
         temporal = self.model.temporal
-        if isinstance(temporal, TemporalTransformer):
-            no_decay.append(decay.pop(next(i for i, p in enumerate(decay) if p is temporal.pos)))
-        opt = torch.optim.AdamW([{"params": decay, "weight_decay": self.hparams.weight_decay},
-                                 {"params": no_decay, "weight_decay": 0.0}], lr=self.hparams.lr)
-        steps = max(1, int(self.trainer.estimated_stepping_batches))
-        warmup = max(1, steps // 10)
-
-        def warmup_cosine(step: int) -> float:
-            return min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(step / steps, 1.0)))
-
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
-
+        positions = [temporal.pos] if isinstance(temporal, TemporalTransformer) else []
+        return adamw_warmup_cosine(params, positions, self.hparams.lr, self.hparams.weight_decay,
+                                   self.trainer.estimated_stepping_batches)
