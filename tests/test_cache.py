@@ -102,6 +102,15 @@ def test_key_changes_with_file_backbone_and_sampling(tmp_path):
     assert cache.get(k, 1, 2) is None and not SPRUNG
 
 
+def test_the_first_reader_is_part_of_the_sampling_key():
+    from zsvc_pl.data.reader import FrameReader
+    from zsvc_pl.data.sampling import FrameSampler
+
+    keys = {b: FrameReader(FrameSampler(8), 224, 1, b).sampling_key for b in ("auto", "sparse", "decord", "pyav")}
+    assert keys["auto"] == "uniform,frames=8,clips=1,crops=1,size=224"  # keys made before it was recorded hold
+    assert len(set(keys.values())) == 4  # decord's pixels never stand in for PyAV's in the cache or a journal
+
+
 @pytest.mark.parametrize("bad", [torch.full((1, 2, 3), float("nan")), torch.ones(1, 2, 5), torch.ones(2, 2, 3),
                                  torch.ones(1, 2, 3, dtype=torch.float64)])
 def test_invalid_entries_count_as_missing(tmp_path, bad):

@@ -52,10 +52,13 @@ class FrameReader:
 
     @property
     def sampling_key(self) -> str:
-        """What decides which pixels reach the model; part of the feature-cache key and of a run's signature."""
+        """What decides which pixels reach the model; part of the feature-cache key and of a run's signature. A
+        first reader other than ``auto`` is part of it (decord converts colours otherwise than PyAV); ``auto``
+        adds nothing, so keys made before the reader was recorded stay valid."""
         s = self.sampler
         mode = "adaptive" if s.adaptive else "uniform"
-        return f"{mode},frames={s.num_frames},clips={s.num_clips},crops={self.num_crops},size={self.frame_size}"
+        key = f"{mode},frames={s.num_frames},clips={s.num_clips},crops={self.num_crops},size={self.frame_size}"
+        return key + (f",backend={self.backend}" if self.backend != "auto" else "")
 
     def read(self, path: str, rng: np.random.Generator | None = None) -> Clip:
         """The sampled frames of ``path``, within the time limit; raises ``VideoDecodeError``."""
