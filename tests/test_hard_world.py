@@ -156,8 +156,9 @@ def test_the_runner_pairs_variants_by_seed_with_student_intervals(tmp_path, caps
                "1": {"zero-shot": run(0.30, 0.30, 0.30), "CoOp": run(0.40, 0.29, 0.36)}}
     rows = runner.paired_rows(results)
     # HM: +5 and +6 points, paired (the seeds' own levels 10 and 30 cancel); t(1) = 12.706 over sd 0.707 / sqrt 2
-    assert rows[0] == "| zero-shot | 20.0 +- 127.1 | - | - | - | - |"
-    assert rows[1] == ("| CoOp | 25.5 +- 133.4 | +5.5 [-0.9, +11.9] | - | +10.0 [+10.0, +10.0] * | -1.0 |")
+    assert rows[0] == "| zero-shot | 20.0 +- 127.1 | - | - | - | - | - |"
+    assert rows[1] == ("| CoOp | 25.5 +- 133.4 | +5.5 [-0.9, +11.9] | - | +10.0 [+10.0, +10.0] * | "
+                       "+0.5 [-18.6, +19.6] | -1.0 (1 of 2 below) |")
     results["2"] = {"zero-shot": run(0.20, 0.20, 0.20)}  # a variant not run on every seed counts its own seeds
     (tmp_path / "results.json").write_text(json.dumps(results))
     runner.main(["--out", str(tmp_path), "--report"])  # prints from results.json, fits nothing
@@ -168,3 +169,12 @@ def test_the_runner_pairs_variants_by_seed_with_student_intervals(tmp_path, caps
     with pytest.raises(SystemExit) as exit_info:  # a folder without runs is a mistake, not empty tables
         runner.main(["--out", str(tmp_path / "elsewhere"), "--report"])
     assert exit_info.value.code == 2 and "no " + str(tmp_path / "elsewhere" / "results.json") in capsys.readouterr().err
+    runner.main(["--out", str(tmp_path), "--seeds", "0", "1", "--variants", "zero-shot", "CoOp"])  # all in
+    assert not (tmp_path / "seed0").exists()  # results.json: nothing generated or refitted
+    interrupted = tmp_path / "seed2" / "CoOp" / "checkpoints"
+    interrupted.mkdir(parents=True)
+    (interrupted / "last.ckpt").write_bytes(b"")  # a fit that ended before the runner recorded its result
+    with pytest.raises(SystemExit) as exit_info:  # before: refitted beside it; now the fit would be refused
+        runner.main(["--out", str(tmp_path), "--seeds", "2", "--variants", "zero-shot", "CoOp"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and f"{interrupted.parent} holds the checkpoints of a fit without a result" in err

@@ -114,3 +114,15 @@ def test_a_fit_into_a_folder_another_fit_is_writing_is_refused(tiny_ckpt, video_
         holder.wait()
     main(fit_args(tiny_ckpt, video_root, run))  # the lock died with its process
     assert len(list((run / "checkpoints").glob("*.ckpt"))) == 1
+
+
+def test_the_demo_runner_refuses_an_out_with_an_earlier_runs_checkpoints(tmp_path, capsys):
+    from zsvc_pl.demo import base2novel
+
+    earlier = tmp_path / "temporal" / "checkpoints"
+    earlier.mkdir(parents=True)
+    (earlier / "last.ckpt").write_bytes(b"")
+    with pytest.raises(SystemExit) as e:  # before any data is generated, not at the first fit
+        base2novel.main(["--out", str(tmp_path), "--variants", "zeroshot", "temporal"])
+    assert e.value.code == 2 and f"{earlier.parent} holds an earlier run's checkpoints" in capsys.readouterr().err
+    assert not (tmp_path / "data").exists()

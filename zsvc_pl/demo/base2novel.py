@@ -3,7 +3,8 @@
     python -m zsvc_pl.demo.base2novel [--out demo_runs/b2n] [--variants zeroshot temporal ...]
 
 Every variant is a plain LightningCLI run of configs/demo_base2novel.yaml with a few overrides, so the same
-numbers come from `python -m zsvc_pl fit --config configs/demo_base2novel.yaml ...` by hand.
+numbers come from `python -m zsvc_pl fit --config configs/demo_base2novel.yaml ...` by hand. Each run fits every
+variant afresh into ``--out``/<variant>; an ``--out`` that holds an earlier run's checkpoints is refused.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from zsvc_pl.api import ZeroShotVideoClassifier
 from zsvc_pl.cli import main as cli_main
 from zsvc_pl.demo.evaluate import attribute_accuracy
 from zsvc_pl.demo.world import all_classes, base_novel_classes, generate_dataset
+from zsvc_pl.train.callbacks import earlier_checkpoints
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "demo_base2novel.yaml"
 _COOP = ["--model.ctx_init", "a video of"]
@@ -78,6 +80,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args(argv)
     out = Path(args.out)
+    taken = [out / name for name in args.variants if earlier_checkpoints(out / name / "checkpoints")]
+    if taken:  # every variant is fitted afresh, and a fit never lands beside an earlier one's checkpoints
+        parser.error(f"{taken[0]} holds an earlier run's checkpoints: pass another --out, or remove it")
     data = prepare(out, args.train_per_class, args.test_per_class, args.seed)
     results = {name: run_variant(name, data, out, VARIANTS[name]) for name in args.variants}
     (out / "results.json").write_text(json.dumps(results, indent=1))

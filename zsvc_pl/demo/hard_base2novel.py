@@ -11,6 +11,8 @@ zero-shot and of the reference combination as the mean paired difference with it
 over the seeds): a difference is outside the spread when its interval excludes 0. ``--in-domain`` also tests
 each variant's model on a test set without the shift (for runs already in ``results.json``, their saved
 checkpoints are tested; nothing is refitted), to measure what the shift costs, with the same paired interval.
+Results are kept in ``results.json`` after each run: a rerun with more seeds or variants adds to it and skips what
+it holds (each seed's runs are deterministic).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from pathlib import Path
 
 from zsvc_pl.cli import main as cli_main
 from zsvc_pl.demo.hard_world import generate_hard_dataset, generate_in_domain_test, hard_base_novel
+from zsvc_pl.train.callbacks import earlier_checkpoints
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "demo_hard.yaml"
 _COOP = ["--model.ctx_init", "a video of"]
@@ -131,7 +134,7 @@ def _paired(results: dict[str, dict[str, dict]], name: str, other: str, key: str
 def paired_rows(results: dict[str, dict[str, dict]]) -> list[str]:
     """Markdown rows: each variant's HM against zero-shot and against the reference, paired by seed, with the
     half-width of the 95 % interval of its own mean HM; its base top-1 against zero-shot; and its novel top-1
-    minus zero-shot's on the seed where that is lowest."""
+    minus zero-shot's, paired, and on the seed where that is lowest (with how many seeds are below zero-shot)."""
     rows = []
     for name in VARIANTS:
         hms = [100 * r[name]["hm"] for r in results.values() if name in r]
@@ -140,10 +143,11 @@ def paired_rows(results: dict[str, dict[str, dict]]) -> list[str]:
         mean, half = interval(hms)
         novel = [100 * (r[name]["novel_top1"] - r["zero-shot"]["novel_top1"]) for r in results.values()
                  if name in r and "zero-shot" in r]
-        lowest = f"{min(novel):+.1f}" if novel and name != "zero-shot" else "-"
+        lowest = f"{min(novel):+.1f} ({sum(d < 0 for d in novel)} of {len(novel)} below)" \
+            if novel and name != "zero-shot" else "-"
         rows.append(f"| {name} | {mean:.1f} +- {half:.1f} | {_paired(results, name, 'zero-shot')} | "
                     f"{_paired(results, name, REFERENCE)} | {_paired(results, name, 'zero-shot', 'base_top1')} | "
-                    f"{lowest} |")
+                    f"{_paired(results, name, 'zero-shot', 'novel_top1')} | {lowest} |")
     return rows
 
 
@@ -188,12 +192,20 @@ def main(argv: list[str] | None = None) -> None:
     if args.report and not results_file.is_file():
         parser.error(f"--report: no {results_file} (run without --report first, or pass the --out of a run)")
     results: dict[str, dict[str, dict]] = json.loads(results_file.read_text()) if results_file.is_file() else {}
+    todo = [] if args.report else [_folder(n, out / f"seed{s}") for s in args.seeds for n in args.variants
+                                   if n not in results.get(str(s), {})]
+    left = [folder for folder in todo if earlier_checkpoints(folder / "checkpoints")]
+    if left:  # an interrupted fit: its folder holds checkpoints but results.json has no result of it
+        parser.error(f"{left[0]} holds the checkpoints of a fit without a result in {results_file} (interrupted?): "
+                     "remove that folder and run again")
     for seed in [] if args.report else args.seeds:
         seed_out = out / f"seed{seed}"
+        if all(name in results.get(str(seed), {}) for name in args.variants) and not args.in_domain:
+            continue  # a variant already in results.json is kept (each seed's runs are deterministic)
         data = prepare(seed_out, seed, args.train_per_class, args.test_per_class)
         for name in args.variants:
             done = results.get(str(seed), {}).get(name)
-            if done is None or not args.in_domain:
+            if done is None:
                 done = results.setdefault(str(seed), {})[name] = run_variant(name, data, seed_out, seed)
             if args.in_domain:
                 done["in_domain"] = evaluate_in_domain(name, seed_out, seed, args.test_per_class)
@@ -204,8 +216,8 @@ def main(argv: list[str] | None = None) -> None:
     print("|---|---|---|---|---|---|")
     print("\n".join(summary(results)))
     print(f"\n| variant | HM, mean +- 95 % half-width | HM - zero-shot [95 %] | HM - {REFERENCE} [95 %] | "
-          "base - zero-shot [95 %] | novel - zero-shot, lowest seed |")
-    print("|---|---|---|---|---|---|")
+          "base - zero-shot [95 %] | novel - zero-shot [95 %] | novel - zero-shot, lowest seed |")
+    print("|---|---|---|---|---|---|---|")
     print("\n".join(paired_rows(results)))
     print("(paired by seed; * : the interval excludes 0)")
     if args.in_domain or any("in_domain" in v for r in results.values() for v in r.values()):

@@ -130,6 +130,12 @@ def _write_errors(path: Path, errors: list[tuple[str, str]]) -> None:
         writer.writerows(errors)
 
 
+def earlier_checkpoints(folder: str | Path) -> list[str]:
+    """Names of the checkpoints in ``folder`` (none when it does not exist)."""
+    folder = Path(folder)
+    return sorted(p.name for p in folder.glob("*.ckpt")) if folder.is_dir() else []
+
+
 class CheckpointFolderGuard(Callback):
     """One ``fit`` at a time writes a checkpoint folder, and never beside another fit's checkpoints.
 
@@ -146,7 +152,7 @@ class CheckpointFolderGuard(Callback):
     def _claim(self) -> str:
         """Take the folder, or say why not."""
         resuming = self.resume_from is not None and Path(self.resume_from).resolve().parent == self.folder.resolve()
-        earlier = sorted(p.name for p in self.folder.glob("*.ckpt")) if self.folder.is_dir() else []
+        earlier = earlier_checkpoints(self.folder)
         if earlier and not resuming:
             return (f"{self.folder} already holds the checkpoints of an earlier fit ({', '.join(earlier)}): resume "
                     f"with --ckpt_path {self.folder / earlier[0]}, or fit into another run folder")
