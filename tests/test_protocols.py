@@ -102,7 +102,7 @@ def test_k600_zero_shot_keeps_each_splits_160_classes(clips, tiny_ckpt, tmp_path
     assert not (tmp_path / "runs" / "k600-zeroshot" / "split2" / "errors.csv").exists()  # written when any
 
 
-def test_hmdb51_base_to_novel_reads_vifi_clip_lists_of_bare_file_names(clips, tiny_ckpt, tmp_path):
+def test_hmdb51_base_to_novel_reads_vifi_clip_lists_of_bare_file_names(clips, tiny_ckpt, tmp_path, capsys):
     hmdb = tmp_path / "hmdb51"
     lists = tmp_path / "datasets_splits" / "base2novel_splits" / "hmdb_splits"
     lists.mkdir(parents=True)
@@ -118,6 +118,10 @@ def test_hmdb51_base_to_novel_reads_vifi_clip_lists_of_bare_file_names(clips, ti
     assert results["s1"]["videos"] == 5 and {"base_top1", "novel_top1", "hm"} <= set(results["s1"])
     assert not (tmp_path / "runs" / "hmdb51-base2novel" / "s1" / "errors.csv").exists()  # every list entry found
     assert (tmp_path / "runs" / "hmdb51-base2novel" / "s1" / "run.json").is_file()
+    with pytest.raises(SystemExit) as e:  # a rerun into the same --out: refused before any run, nothing lost
+        _run("hmdb51-base2novel", tiny_ckpt, tmp_path / "runs", "--root", str(hmdb), "--splits",
+             str(tmp_path / "datasets_splits"), "--only", "1")
+    assert e.value.code == 2 and "s1 holds an earlier run's checkpoints: pass another --out" in capsys.readouterr().err
 
 
 def test_ssv2_few_shot_with_its_webm_files(clips, tiny_ckpt, tmp_path):

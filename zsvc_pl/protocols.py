@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from zsvc_pl.cli import main as cli_main
+from zsvc_pl.train.callbacks import earlier_checkpoints
 
 ASSETS = Path(__file__).parent / "assets" / "protocols"
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -114,8 +115,13 @@ def plan(name: str, args: argparse.Namespace) -> list[tuple[str, str, list[str]]
 def run(name: str, args: argparse.Namespace, extra: list[str]) -> dict[str, dict[str, float]]:
     """Run every planned run; returns each run's test metrics (fractions), also written to ``results.json``."""
     out = Path(args.out) / name
+    planned = plan(name, args)
+    taken = [out / run for run, command, _ in planned
+             if command == "fit" and earlier_checkpoints(out / run / "checkpoints")]
+    if taken:  # checked before the first run, not when its turn comes
+        raise ValueError(f"{taken[0]} holds an earlier run's checkpoints: pass another --out, or remove it")
     results = {}
-    for run_name, command, options in plan(name, args):
+    for run_name, command, options in planned:
         folder = out / run_name
         cache_dir = Path(args.out) / f"cache-{PROTOCOLS[name].dataset}"
         cache = [] if args.no_cache else ["--data.feature_cache", str(cache_dir)]
