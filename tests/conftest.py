@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 import torch
@@ -67,3 +71,18 @@ def ramp_video(tmp_path_factory) -> str:
     path = tmp_path_factory.mktemp("dec") / "ramp.mp4"
     write_video(path, np.stack([np.full((48, 64, 3), 10 * i, dtype=np.uint8) for i in range(20)]), fps=10)
     return str(path)
+
+
+@contextmanager
+def lock_held_elsewhere(target: str | Path) -> Iterator[None]:
+    """Another process holds ``output_lock(target)`` (as a concurrent run would) until the block ends."""
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import time; from zsvc_pl.data.outputs import output_lock\n"
+        f"with output_lock({str(target)!r}):\n    print('locked', flush=True); time.sleep(60)")],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        yield
+    finally:
+        holder.kill()
+        holder.wait()

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import TINY_CONFIG
+from tests.conftest import TINY_CONFIG, lock_held_elsewhere
 from zsvc_pl.cli import main
 from zsvc_pl.data import outputs
 
@@ -129,18 +129,10 @@ def test_paths_with_line_breaks_and_undecodable_bytes_round_trip(tiny_ckpt, vide
 
 def test_a_second_concurrent_run_is_refused(tiny_ckpt, library, tmp_path, capsys):
     out = tmp_path / "tags.csv"
-    holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time; from zsvc_pl.data.outputs import output_lock\n"
-        f"with output_lock({str(out)!r}):\n    print('locked', flush=True); time.sleep(60)")],
-        stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "locked"
+    with lock_held_elsewhere(out):
         with pytest.raises(SystemExit) as e:
             main(predict_args(tiny_ckpt, library, out))
         assert e.value.code == 2 and "being written by another run" in capsys.readouterr().err
-    finally:
-        holder.kill()
-        holder.wait()
     main(predict_args(tiny_ckpt, library, out))  # the lock died with its process
     assert len(rows(out)) == 8
 

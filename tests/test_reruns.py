@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import TINY_CONFIG
+from tests.conftest import TINY_CONFIG, lock_held_elsewhere
 from tests.test_integrity import predict_args, rows
 from zsvc_pl.cli import main
 
@@ -95,23 +95,12 @@ def test_a_second_fit_never_lands_beside_an_earlier_ones_checkpoint(tiny_ckpt, v
 
 
 def test_a_fit_into_a_folder_another_fit_is_writing_is_refused(tiny_ckpt, video_root, tmp_path, capsys):
-    import subprocess
-    import sys
-
     run = tmp_path / "run"
-    holder = subprocess.Popen([sys.executable, "-c", (
-        "import time; from zsvc_pl.data.outputs import output_lock\n"
-        f"with output_lock({str(run / 'checkpoints')!r}):\n    print('locked', flush=True); time.sleep(60)")],
-        stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "locked"
+    with lock_held_elsewhere(run / "checkpoints"):
         with pytest.raises(SystemExit) as e:
             main(fit_args(tiny_ckpt, video_root, run))
         assert e.value.code == 2 and "is being written by another fit" in capsys.readouterr().err
         assert not list((run / "checkpoints").glob("*.ckpt"))
-    finally:
-        holder.kill()
-        holder.wait()
     main(fit_args(tiny_ckpt, video_root, run))  # the lock died with its process
     assert len(list((run / "checkpoints").glob("*.ckpt"))) == 1
 
