@@ -10,8 +10,8 @@ videos like a given one.
 The index stores video embeddings with each file's size and modification time (taken before it is read), and the
 backbone (name and weights) and frame sampling they were made with; indexing again adds new or changed files and
 drops deleted ones without re-encoding the rest, and with another sampling (``--num-frames``) encodes every video
-again, so that one index never mixes two samplings. ``query`` rebuilds that backbone unless told otherwise, and refuses another one. Frame
-features go to the feature cache beside the index. The index file is replaced atomically and checked on load.
+again, so that one index never mixes two samplings. ``query`` rebuilds that backbone unless told otherwise, and
+refuses another one. Frame features go to the feature cache beside the index. The index file is replaced atomically and checked on load.
 From ``vector_index.ANN_MIN`` videos (10^5) an approximate
 index (FAISS IVF-Flat, optional) is written beside it (``.ann``) and serves text and video queries. For
 moments the index also keeps each video's frame features and their times (from the same decode); a
