@@ -11,9 +11,9 @@ The index stores video embeddings with each file's size and modification time (t
 backbone (name and weights) and frame sampling they were made with; indexing again adds new or changed files and
 drops deleted ones without re-encoding the rest, and with another sampling (``--num-frames``) encodes every video
 again, so that one index never mixes two samplings. ``query`` rebuilds that backbone unless told otherwise, and
-refuses another one. Frame features go to the feature cache beside the index. The index file is replaced atomically and checked on load.
-From ``vector_index.ANN_MIN`` videos (10^5) an approximate
-index (FAISS IVF-Flat, optional) is written beside it (``.ann``) and serves text and video queries. For
+refuses another one. Frame features go to the feature cache beside the index. The index file is replaced
+atomically and checked on load. From ``vector_index.ANN_MIN`` videos (10^5) an approximate index (FAISS IVF-Flat,
+optional) is written beside it (``.ann``) and serves text and video queries. For
 moments the index also keeps each video's frame features and their times (from the same decode); a
 moment is the stretch of frames around a video's best frame for the query that score at least halfway
 between the video's lowest frame score and that peak (full width at half maximum), padded by half a frame
@@ -26,7 +26,6 @@ import argparse
 import csv
 import hashlib
 import json
-import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
@@ -36,7 +35,7 @@ import torch.nn.functional as F
 
 from zsvc_pl import vector_index
 from zsvc_pl.data.annotations import list_videos
-from zsvc_pl.data.outputs import atomic_write, output_lock
+from zsvc_pl.data.outputs import atomic_write, file_stamp, output_lock
 from zsvc_pl.vector_index import ApproximateIndex, ann_available, nearest
 
 if TYPE_CHECKING:
@@ -50,7 +49,7 @@ class IndexFileError(ValueError):
 class VideoIndex:
     """Embeddings ``[N, D]`` of videos with the file stamps they were computed from."""
 
-    def __init__(self, backbone: str, paths: list[str] | None = None, stamps: list[tuple[int, int]] | None = None,
+    def __init__(self, backbone: str, paths: list[str] | None = None, stamps: list[list[int]] | None = None,
                  embeddings: torch.Tensor | None = None, model_name: str | None = None,
                  pretrained: str | None = None, frames: list[torch.Tensor] | None = None,
                  times: list[list[float]] | None = None, sampling: str | None = None,
@@ -66,11 +65,6 @@ class VideoIndex:
         self.ann: ApproximateIndex | None = None  # from ANN_MIN videos, with faiss: see zsvc_pl.vector_index
         self._ann_stale = False
 
-    @staticmethod
-    def _stamp(path: str) -> tuple[int, int]:
-        st = os.stat(path)
-        return st.st_size, st.st_mtime_ns
-
     def check(self, clf: ZeroShotVideoClassifier, top_k: int | None = None) -> None:
         """Refuse a classifier whose backbone is not the one the index was built with, and a ``top_k`` below 1."""
         if top_k is not None and top_k < 1:
@@ -85,12 +79,11 @@ class VideoIndex:
         self.check(model)
         reader = model.reader()
         resampled = self.sampling != reader.sampling_key and bool(self.paths)
-        wanted = set(videos) if not resampled else set()
-        keep = {p: i for i, (p, s) in enumerate(zip(self.paths, self.stamps)) if p in wanted
-                and os.path.exists(p) and self._stamp(p) == s}
-        keep = {p: i for p, i in keep.items() if i < len(self.frames)}  # older indexes: no frames, encode again
+        wanted = set() if resampled else set(videos)
+        keep = {p: i for i, (p, s) in enumerate(zip(self.paths, self.stamps))
+                if p in wanted and i < len(self.frames) and file_stamp(p) == s}  # older indexes: no frames
         todo = [p for p in videos if p not in keep]
-        stamps = {p: self._stamp(p) for p in todo if os.path.exists(p)}  # before reading: a later change shows
+        stamps = {p: file_stamp(p) for p in todo}  # before reading: a change during the read shows next time
         errors: list = []
         new_emb, new_frames = model.encode_videos_and_frames(todo, batch_size=batch_size, errors=errors)
         bad = {p for p, _ in errors}
@@ -100,7 +93,7 @@ class VideoIndex:
         self.embeddings = torch.cat([kept, new_emb])
         self.frames = [self.frames[i] for i in keep.values()] + list(new_frames.unbind(0))
         self.times = [self.times[i] for i in keep.values()] + [reader.times(p) for p in new_paths]
-        self.stamps = [self.stamps[i] for i in keep.values()] + [stamps.get(p, (-1, -1)) for p in new_paths]
+        self.stamps = [self.stamps[i] for i in keep.values()] + [stamps[p] for p in new_paths]
         self.paths = kept_paths + new_paths
         self.sampling, self.num_frames = reader.sampling_key, reader.sampler.num_frames
         self._ann_stale = True
@@ -184,7 +177,7 @@ class VideoIndex:
         """Read and check an index: every vector finite and unit length, one per path."""
         try:
             d = torch.load(path, weights_only=True)
-            index = cls(d["backbone"], list(d["paths"]), [tuple(s) for s in d["stamps"]], d["embeddings"],
+            index = cls(d["backbone"], list(d["paths"]), [list(s) for s in d["stamps"]], d["embeddings"],
                         d.get("model_name"), d.get("pretrained"), list(d.get("frames", [])),
                         [list(t) for t in d.get("times", [])], d.get("sampling"), d.get("num_frames"))
         except FileNotFoundError:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import torch
 from torch.utils.data import Dataset
@@ -11,6 +9,7 @@ from torch.utils.data import Dataset
 from zsvc_pl.data.annotations import VideoRecord
 from zsvc_pl.data.cache import FeatureCache
 from zsvc_pl.data.decoding import VideoDecodeError
+from zsvc_pl.data.outputs import file_stamp
 from zsvc_pl.data.reader import FrameReader
 from zsvc_pl.data.sampling import FrameSampler, random_segment_indices
 
@@ -86,12 +85,9 @@ class VideoClassificationDataset(Dataset):
         item = {"path": rec.path, "label": rec.label, "index": index}
         if rec.error:
             return self._fail(item, VideoDecodeError(rec.path, rec.error))
-        try:
-            st = os.stat(rec.path)
-        except OSError as e:
-            return self._fail(item, VideoDecodeError(rec.path, "file not found" if isinstance(e, FileNotFoundError)
-                                                     else f"cannot read the file ({e.strerror})"))
-        item["stamp"] = [st.st_size, st.st_mtime_ns]
+        item["stamp"] = file_stamp(rec.path)
+        if item["stamp"] is None:
+            return self._fail(item, VideoDecodeError(rec.path, "file not found"))
         rng = None
         if self.reader.sampler.random:  # torch's RNG is seeded per worker and epoch by Lightning's seed_everything
             rng = np.random.default_rng([int(torch.randint(2**31, (1,))), index])

@@ -116,6 +116,16 @@ class Journal:
         self.path.unlink(missing_ok=True)
 
 
+def file_stamp(path: str | Path) -> list[int] | None:
+    """Size and modification time (ns) of a file, or ``None`` when it cannot be found: what outputs kept across
+    runs (predict journals, the search index) compare to tell that a file changed since it was read."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return [st.st_size, st.st_mtime_ns]
+
+
 def signature_difference(old: dict, new: dict) -> str:
     """The settings that differ between two signatures, for a message."""
     keys = sorted(set(old) | set(new))

@@ -99,14 +99,16 @@ class StageMetrics(nn.Module):
         """Videos read in a batch; also 0 for a batch of only unreadable videos, so that every rank syncs."""
         self.videos.update(videos)
 
-    def update(self, logits: torch.Tensor, target: torch.Tensor, logit_scale: torch.Tensor) -> None:
-        """Logits ``[B, V, C]`` of a batch (views are averaged) against its labels ``[B]``."""
+    def update(self, logits: torch.Tensor, target: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
+        """Logits ``[B, V, C]`` of a batch against its labels ``[B]``; returns the probabilities ``[B, C]``
+        (softmax averaged over views) that the accuracies count."""
         probs = logits.softmax(-1).mean(1)
         self.accuracy.update(probs, target)
         self.open_scores.update(open_set_score(logits.mean(1) / logit_scale))
         self.confusion.update(probs, target)
         if self.base_novel is not None:
             self.base_novel.update(logits.mean(1), target)
+        return probs
 
     def compute(self) -> dict | None:
         """``{"metrics": {name: value}, "confusion": [C, C]}``, or ``None`` when no rank read a video (every rank

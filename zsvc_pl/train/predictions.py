@@ -26,6 +26,7 @@ from zsvc_pl.data.outputs import (
     Journal,
     OutputError,
     atomic_write,
+    file_stamp,
     output_lock,
     remove_stale_temporaries,
     signature_difference,
@@ -162,15 +163,6 @@ class PredictionWriter(BasePredictionWriter):
         if self._lock is not None:
             self._lock.close()
             self._lock = None
-
-
-def file_stamp(path: str) -> list[int] | None:
-    """Size and modification time (ns) of a file, as the dataset records them when it reads it."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return [st.st_size, st.st_mtime_ns]
 
 
 def write_rows(path: Path, rows: list[dict], as_csv: bool) -> None:

@@ -200,11 +200,9 @@ class VideoClassificationTask(LightningModule):
         self.evaluation[stage].count(len(batch["path"]))
         if not batch["path"]:
             return
-        logits = self._scores(batch)
+        probs = self.evaluation[stage].update(self._scores(batch), batch["label"], self.model.logit_scale)
         names = self._require_labels()
-        best = logits.softmax(-1).mean(1).argmax(-1).tolist()
-        self.video_predictions.update(zip(batch["path"], [names[i] for i in best]))
-        self.evaluation[stage].update(logits, batch["label"], self.model.logit_scale)
+        self.video_predictions.update(zip(batch["path"], [names[i] for i in probs.argmax(-1).tolist()]))
 
     def _eval_epoch_end(self, stage: str) -> None:
         result = self.evaluation[stage].compute()
