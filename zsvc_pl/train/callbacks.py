@@ -3,6 +3,7 @@ and, for ``fit``, the guard of the run folder's checkpoints."""
 
 from __future__ import annotations
 
+import atexit
 import csv
 import time
 from collections import Counter
@@ -32,6 +33,14 @@ def gather_lists(items: list) -> list:
     return [x for part in parts for x in part]
 
 
+def _destroy_process_group() -> None:
+    """Destroy the process group before the interpreter shuts down, as PyTorch asks: a gloo group left to the
+    interpreter's teardown once aborted a rank of a finished ``ddp_spawn`` run (SIGABRT, "terminate called without
+    an active exception"). Lightning registers the same for NCCL only."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 class NothingReadError(ValueError):
     """A stage that could read none of its videos: there is no result to report, so the run fails."""
 
@@ -41,6 +50,11 @@ class RunReport(Callback):
 
     def __init__(self) -> None:
         self._start: dict[str, float] = {}
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        if dist.is_available() and dist.is_initialized():  # every rank, registered once
+            atexit.unregister(_destroy_process_group)
+            atexit.register(_destroy_process_group)
 
     def _begin(self, stage: str, pl_module: LightningModule) -> None:
         self._start[stage] = time.perf_counter()
