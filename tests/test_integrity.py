@@ -224,8 +224,8 @@ def test_user_mistakes_end_with_one_line_and_a_nonzero_exit(tiny_ckpt, video_roo
     settings = {  # model settings out of range: before, each ran (exit 0) or crashed after reading every video
         ("top_k", "0"): "model.top_k (labels written per video) must be at least 1, got 0",
         ("zs_mix", "1.5"): "zs_mix (the zero-shot logits' share in evaluation) must be between 0 and 1, got 1.5",
-        ("n_ctx", "-1"): "n_ctx (CoOp context vectors) must be 0 (none) or more, got -1",
-        ("temporal_heads", "0"): "temporal_heads must be at least 1, got 0",
+        ("n_ctx", "-1"): "n_ctx must be a whole number from 0 to 64, got -1",
+        ("temporal_heads", "0"): "temporal_heads must be a whole number from 1 to 64, got 0",
         ("lr", "0"): "model.lr must be above 0, got 0.0",
         ("text_reg_weight", "-1"): "model.text_reg_weight must be 0 or more, got -1.0",
         ("example_weight", "-1"): "example_weight must be 0 (ignore example clips) or more, got -1.0",

@@ -8,6 +8,7 @@ model is ``self.model`` (a ``VideoTextModel``); the LightningModule for training
 
 from __future__ import annotations
 
+import logging
 import multiprocessing as mp
 import os
 from pathlib import Path
@@ -37,6 +38,7 @@ from zsvc_pl.train.figures import save
 from zsvc_pl.train.features import batch_features
 
 Result = list[tuple[str, float]]
+log = logging.getLogger(__name__)
 
 
 class ZeroShotVideoClassifier:
@@ -99,9 +101,16 @@ class ZeroShotVideoClassifier:
     @classmethod
     def from_checkpoint(cls, path: str | Path, **kwargs) -> "ZeroShotVideoClassifier":
         """A trained run's model (``last.ckpt`` of ``fit``), its class names as default labels."""
+        from zsvc_pl.train.checkpoints import BackboneMismatchError, CheckpointError, read_checkpoint
         from zsvc_pl.train.task import VideoClassificationTask
 
-        task = VideoClassificationTask.load_from_checkpoint(path, map_location="cpu", weights_only=True)
+        read_checkpoint(path)  # a damaged or foreign file: one error naming it
+        try:
+            task = VideoClassificationTask.load_from_checkpoint(path, map_location="cpu", weights_only=True)
+        except (CheckpointError, BackboneMismatchError) as e:
+            raise type(e)(f"{path}: {e}") from None
+        except (TypeError, ValueError, KeyError, RuntimeError) as e:  # settings no model can be built from
+            raise CheckpointError(f"{path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
         kwargs.setdefault("labels", task.class_names)
         return cls(model=task.model, **kwargs)
 
@@ -136,10 +145,10 @@ class ZeroShotVideoClassifier:
 
     @torch.inference_mode()
     def _frame_batches(self, paths: Sequence[str], batch_size: int, num_clips: int, num_crops: int,
-                       errors: list | None = None) -> Iterator[torch.Tensor]:
-        """Frame features ``[b, V, T, D]`` batch by batch, in order; decoding runs in worker processes. A file
-        that cannot be read raises ``VideoDecodeError`` naming it, or with ``errors`` given is left out and
-        listed there as ``(path, reason)``."""
+                       errors: list | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Positions in ``paths`` ``[b]`` and their frame features ``[b, V, T, D]``, batch by batch, in order;
+        decoding runs in worker processes. A file that cannot be read raises ``VideoDecodeError`` naming it, or
+        with ``errors`` given is left out and listed there as ``(path, reason)``."""
         ds = VideoClassificationDataset([VideoRecord(str(p)) for p in paths],
                                         self.reader(None, num_clips, num_crops), "skip", self.feature_cache)
         workers = min(self.num_workers, len(ds) // max(batch_size, 1) + 1) if len(ds) > 1 else 0
@@ -155,7 +164,7 @@ class ZeroShotVideoClassifier:
             if errors is not None:
                 errors += batch["errors"]
             if batch["path"]:
-                yield batch_features(self.model, batch, self.feature_cache)
+                yield batch["index"], batch_features(self.model, batch, self.feature_cache)
 
     # --- the API ---------------------------------------------------------------------------------------
     @torch.inference_mode()
@@ -166,8 +175,9 @@ class ZeroShotVideoClassifier:
     @torch.inference_mode()
     def encode_videos(self, paths: Sequence[str | Path], batch_size: int = 8, num_clips: int = 1,
                       num_crops: int = 1, errors: list | None = None) -> torch.Tensor:
-        """L2-normalised video embeddings ``[N, D]`` (views averaged). Raises ``VideoDecodeError`` on a bad file,
-        unless a list is passed as ``errors``: bad files are then left out and appended there as (path, reason)."""
+        """L2-normalised video embeddings ``[N, D]`` (views averaged), one row per path given. Raises
+        ``VideoDecodeError`` on a bad file, unless a list is passed as ``errors``: a bad file's row is then NaN
+        (``emb.isnan().any(1)`` finds them) and it is appended there as (path, reason)."""
         return self.encode_videos_and_frames(paths, batch_size, num_clips, num_crops, errors)[0]
 
     @torch.inference_mode()
@@ -175,11 +185,12 @@ class ZeroShotVideoClassifier:
                                  num_crops: int = 1, errors: list | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Video embeddings ``[N, D]`` and their frames' L2-normalised image features ``[N, T, D]`` (views
         averaged), from one decode (or the feature cache); bad files as in ``encode_videos``."""
-        videos, frames = [torch.empty(0, self.model.embed_dim)], [torch.empty(0, self.num_frames, self.model.embed_dim)]
-        for f in self._frame_batches([str(p) for p in paths], batch_size, num_clips, num_crops, errors):
-            videos.append(self.model.video_features(f).cpu())
-            frames.append(F.normalize(f.mean(1), dim=-1).cpu())
-        return torch.cat(videos), torch.cat(frames)
+        videos = torch.full((len(paths), self.model.embed_dim), float("nan"))
+        frames = torch.full((len(paths), self.num_frames, self.model.embed_dim), float("nan"))
+        for rows, f in self._frame_batches([str(p) for p in paths], batch_size, num_clips, num_crops, errors):
+            videos[rows] = self.model.video_features(f).float().cpu()
+            frames[rows] = F.normalize(f.mean(1), dim=-1).float().cpu()
+        return videos, frames
 
     def label_set(self, labels: LabelsLike | str | Path | None = None) -> tuple[LabelSet, ExampleMemory | None]:
         """Labels (names, ``{name: [texts and/or clip paths]}``, a YAML file or a folder of example clips per
@@ -198,16 +209,19 @@ class ZeroShotVideoClassifier:
 
     @torch.inference_mode()
     def scores(self, videos: Sequence[str | Path], labels: LabelsLike | str | Path | None = None,
-               batch_size: int = 8, num_clips: int = 1, num_crops: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+               batch_size: int = 8, num_clips: int = 1, num_crops: int = 1,
+               errors: list | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Per video and label ``[N, C]``: probabilities (softmax over the labels, averaged over views) and
-        similarities (the logits over the logit scale: cosine with the label's text, plus the example term)."""
+        similarities (the logits over the logit scale: cosine with the label's text, plus the example term).
+        Bad files as in ``encode_videos``: they raise, or with ``errors`` given their rows are NaN."""
         label_set, examples = self.label_set(labels)
-        probs, sims = [torch.empty(0, len(label_set.names))], [torch.empty(0, len(label_set.names))]
-        for frames in self._frame_batches([str(v) for v in videos], batch_size, num_clips, num_crops):
-            logits = self.model.eval_logits(frames, label_set.prompts, examples)
-            probs.append(logits.softmax(-1).mean(1).cpu())
-            sims.append((logits.mean(1) / self.model.logit_scale).cpu())
-        return torch.cat(probs), torch.cat(sims)
+        probs = torch.full((len(videos), len(label_set.names)), float("nan"))
+        sims = probs.clone()
+        for rows, frames in self._frame_batches([str(v) for v in videos], batch_size, num_clips, num_crops, errors):
+            logits = self.model.eval_logits(frames, label_set.prompts, examples).float()
+            probs[rows] = logits.softmax(-1).mean(1).cpu()
+            sims[rows] = (logits.mean(1) / self.model.logit_scale).cpu()
+        return probs, sims
 
     def probabilities(self, videos: Sequence[str | Path], labels: LabelsLike | str | Path | None = None,
                       **kwargs) -> torch.Tensor:
@@ -217,11 +231,14 @@ class ZeroShotVideoClassifier:
     @torch.inference_mode()
     def classify(self, videos: str | Path | Sequence[str | Path], labels: LabelsLike | str | Path | None = None,
                  top_k: int | None = None, batch_size: int = 8, num_clips: int = 1,
-                 num_crops: int = 1, abstain: float | None = None) -> Result | list[Result]:
+                 num_crops: int = 1, abstain: float | None = None,
+                 errors: list | None = None) -> Result | list[Result | None]:
         """Classify one video (-> ``[(label, prob), ...]``) or a list (-> a list of such lists), best first.
 
         ``labels``: names, or labels by example (see ``label_set``). ``abstain``: an open-set threshold (from
         ``fit_abstention``); a video whose best similarity is below it gets ``("none", similarity)`` first.
+        One video that cannot be read raises ``VideoDecodeError``; in a list, its result is ``None`` (the others
+        keep theirs, in the order given), it is logged, and it is appended to ``errors`` as (path, reason).
         """
         if top_k is not None and top_k < 1:
             raise ValueError(f"top_k must be at least 1 (or None: every label), got {top_k}")
@@ -229,11 +246,19 @@ class ZeroShotVideoClassifier:
         paths = [str(videos)] if single else [str(v) for v in videos]
         label_set = self.label_set(labels)[0]  # read once; scores() takes the LabelSet as it is
         names = label_set.names
-        probs, sims = self.scores(paths, label_set, batch_size, num_clips, num_crops)
+        skipped: list[tuple[str, str]] = []
+        probs, sims = self.scores(paths, label_set, batch_size, num_clips, num_crops, None if single else skipped)
+        for path, reason in skipped:
+            log.warning("skipped %s: %s", path, reason)
+        if errors is not None:
+            errors += skipped
         scores, idx = probs.topk(min(top_k or len(names), len(names)), dim=-1)  # None: every label
-        results = []
+        results: list[Result | None] = []
         for i, sc, best in zip(idx.tolist(), scores.tolist(), open_set_score(sims).tolist()):
             ranked = [(names[j], float(s)) for j, s in zip(i, sc)]
+            if best != best:  # NaN: the video could not be read
+                results.append(None)
+                continue
             results.append([(NONE_LABEL, best)] + ranked if abstain is not None and best < abstain else ranked)
         return results[0] if single else results
 

@@ -15,14 +15,18 @@ import time
 import warnings
 from pathlib import Path
 
-import torch
 import yaml
 from lightning.pytorch.cli import ArgsType, LightningCLI, SaveConfigCallback
 
 from zsvc_pl.data.datamodule import VideoDataModule
 from zsvc_pl.train.callbacks import CheckpointFolderGuard, RunReport
 from zsvc_pl.train.run_card import RunCard
-from zsvc_pl.train.checkpoints import MOVED_HPARAMS
+from zsvc_pl.train.checkpoints import (
+    MOVED_HPARAMS,
+    AtomicCheckpointIO,
+    CheckpointError,
+    read_checkpoint,
+)
 from zsvc_pl.train.figures import ResultPlots
 from zsvc_pl.train.predictions import PredictionWriter
 from zsvc_pl.train.task import VideoClassificationTask
@@ -77,9 +81,10 @@ class ZsvcCLI(LightningCLI):
         ckpt_path = self.config[sub].get("ckpt_path") if sub else None
         if not ckpt_path:
             return
-        if not Path(ckpt_path).is_file():
-            raise UsageError(f"checkpoint not found: {ckpt_path} (--ckpt_path)")
-        ckpt = torch.load(ckpt_path, weights_only=True, map_location="cpu")
+        try:
+            ckpt = read_checkpoint(ckpt_path)
+        except CheckpointError as e:
+            raise UsageError(f"{e} (--ckpt_path)") from None
         params = inspect.signature(VideoClassificationTask.__init__).parameters
         saved = {k: v for k, v in ckpt.get("hyper_parameters", {}).items() if k in params and k not in _LINKED}
         given = self.config[sub]["model"]
@@ -102,6 +107,7 @@ class ZsvcCLI(LightningCLI):
         for cb in self.trainer.checkpoint_callbacks:  # one documented place: <run folder>/checkpoints
             if cb.dirpath is None:
                 cb.dirpath = os.path.join(self.trainer.default_root_dir, "checkpoints")
+        self.trainer.strategy.checkpoint_io = AtomicCheckpointIO()  # never truncates an existing checkpoint
         resume_from = self.config[self.subcommand].get("ckpt_path")
         for folder in {cb.dirpath for cb in self.trainer.checkpoint_callbacks}:
             self.trainer.callbacks.insert(0, CheckpointFolderGuard(folder, resume_from))  # before the config is saved
@@ -139,7 +145,7 @@ def main(args: ArgsType = None, run: bool = True) -> ZsvcCLI:
     from zsvc_pl.data.outputs import OutputError
     from zsvc_pl.labels import LabelError
     from zsvc_pl.model.backbone import BackboneLoadError
-    from zsvc_pl.train.checkpoints import BackboneMismatchError, CheckpointError
+    from zsvc_pl.train.checkpoints import BackboneMismatchError
 
     args = list(sys.argv[1:] if args is None else args)
     debug = "--debug" in args or os.environ.get("ZSVC_DEBUG") == "1"
@@ -159,7 +165,12 @@ def main(args: ArgsType = None, run: bool = True) -> ZsvcCLI:
             CheckpointError, VideoDecodeError, FloatingPointError) as e:
         if debug:
             raise
-        raise UsageError(str(e).splitlines()[0] if str(e) else type(e).__name__) from None
+        message = str(e).splitlines()[0] if str(e) else type(e).__name__
+        ckpt = next((a.split("=", 1)[1] if "=" in a else args[i + 1] for i, a in enumerate(args)
+                     if a.split("=")[0] == "--ckpt_path" and ("=" in a or i + 1 < len(args))), None)
+        if isinstance(e, (CheckpointError, BackboneMismatchError)) and ckpt and ckpt not in message:
+            message = f"{ckpt}: {message}"
+        raise UsageError(message) from None
 
 
 def console() -> int:

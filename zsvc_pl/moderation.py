@@ -22,7 +22,6 @@ in the command or no video could be read (then no flags file is written).
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -30,7 +29,7 @@ from typing import TYPE_CHECKING, Sequence
 
 from zsvc_pl.data.annotations import list_videos
 from zsvc_pl.data.decoding import VideoDecodeError
-from zsvc_pl.data.outputs import ENCODING, atomic_write
+from zsvc_pl.data.outputs import atomic_write_text, csv_text
 
 if TYPE_CHECKING:
     from zsvc_pl.api import ZeroShotVideoClassifier
@@ -130,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.exit(2, f"zsvc_pl.moderation: error: {str(e).splitlines()[0]}\n")
     unreadable = unreadable_file(args.out)
     if errors:
-        atomic_write(unreadable, lambda tmp: _write_rows(tmp, ["path", "reason"], errors))
+        atomic_write_text(unreadable, csv_text(["path", "reason"], errors))
     else:
         unreadable.unlink(missing_ok=True)  # it belonged to the flags this run replaces
     for path, reason in errors:
@@ -138,8 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     if len(errors) == len(videos):
         parser.exit(2, f"zsvc_pl.moderation: error: no video could be read ({len(errors)} skipped, each with its "
                        f"reason in {unreadable}); nothing was checked, so no flags were written\n")
-    atomic_write(args.out, lambda tmp: _write_rows(tmp, list(Flag.__dataclass_fields__),
-                                                   [list(asdict(x).values()) for x in found]))
+    atomic_write_text(args.out, csv_text(list(Flag.__dataclass_fields__), [list(asdict(x).values()) for x in found]))
     print(f"{len(found)} flag(s) in {len({x.path for x in found})} of {len(videos)} videos -> {args.out}")
     if errors:
         print(f"{len(errors)} video(s) could not be read and were not checked: listed in {unreadable}")
@@ -151,13 +149,6 @@ def unreadable_file(out: str | Path) -> Path:
     """Where the videos that could not be checked are listed: ``flags.csv`` -> ``flags.unreadable.csv``."""
     out = Path(out)
     return out.with_name(f"{out.stem}.unreadable.csv")
-
-
-def _write_rows(path: Path, header: list[str], rows: list) -> None:
-    with open(path, "w", newline="", **ENCODING) as f:
-        writer = csv.writer(f)
-        writer.writerow(header)
-        writer.writerows(rows)
 
 
 if __name__ == "__main__":

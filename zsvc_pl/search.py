@@ -35,7 +35,7 @@ import torch.nn.functional as F
 
 from zsvc_pl import vector_index
 from zsvc_pl.data.annotations import list_videos
-from zsvc_pl.data.outputs import atomic_write, file_stamp, output_lock
+from zsvc_pl.data.outputs import atomic_write, atomic_write_text, csv_text, file_stamp, output_lock
 from zsvc_pl.vector_index import ApproximateIndex, ann_available, nearest
 
 if TYPE_CHECKING:
@@ -63,6 +63,7 @@ class VideoIndex:
         self.frames = frames if frames is not None else []  # per video: frame features [T, D]
         self.times = times if times is not None else []  # per video: seconds of those frames
         self.ann: ApproximateIndex | None = None  # from ANN_MIN videos, with faiss: see zsvc_pl.vector_index
+        self.errors: list[tuple[str, str]] = []  # (path, reason) of the files the last update could not read
         self._ann_stale = False
 
     def check(self, clf: ZeroShotVideoClassifier, top_k: int | None = None) -> None:
@@ -86,18 +87,19 @@ class VideoIndex:
         stamps = {p: file_stamp(p) for p in todo}  # before reading: a change during the read shows next time
         errors: list = []
         new_emb, new_frames = model.encode_videos_and_frames(todo, batch_size=batch_size, errors=errors)
-        bad = {p for p, _ in errors}
-        new_paths, failed = [p for p in todo if p not in bad], len(bad)
+        read = ~new_emb.isnan().any(1)  # rows of unreadable files are NaN
+        new_paths = [p for p, ok in zip(todo, read.tolist()) if ok]
         kept_paths = list(keep)
         kept = self.embeddings[list(keep.values())] if keep else torch.empty(0, new_emb.shape[1])
-        self.embeddings = torch.cat([kept, new_emb])
-        self.frames = [self.frames[i] for i in keep.values()] + list(new_frames.unbind(0))
+        self.embeddings = torch.cat([kept, new_emb[read]])
+        self.frames = [self.frames[i] for i in keep.values()] + list(new_frames[read].unbind(0))
         self.times = [self.times[i] for i in keep.values()] + [reader.times(p) for p in new_paths]
         self.stamps = [self.stamps[i] for i in keep.values()] + [stamps[p] for p in new_paths]
         self.paths = kept_paths + new_paths
         self.sampling, self.num_frames = reader.sampling_key, reader.sampler.num_frames
         self._ann_stale = True
-        return {"kept": len(kept_paths), "added": len(new_paths), "failed": failed, "resampled": int(resampled)}
+        self.errors = errors
+        return {"kept": len(kept_paths), "added": len(new_paths), "failed": len(errors), "resampled": int(resampled)}
 
     def search(self, model: ZeroShotVideoClassifier, query: str, top_k: int = 5) -> list[tuple[str, float]]:
         """The ``top_k`` videos most similar to ``query`` (cosine similarity), best first."""
@@ -166,7 +168,7 @@ class VideoIndex:
             self.ann = None
             ann_file.unlink(missing_ok=True)
         self._ann_stale = False
-        atomic_write(path, lambda tmp: torch.save(state, tmp))
+        atomic_write(path, lambda f: torch.save(state, f))
 
     def _digest(self) -> str:
         """What the approximate index was built from: the files and their stamps, in order."""
@@ -231,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "query" and args.moments:
             if len(index.frames) != len(index.paths):
                 raise IndexFileError(f"{index_file} holds no frame features (made by an older version): index again")
-            writer = csv.writer(sys.stdout)
+            writer = csv.writer(sys.stdout)  # CSV quoting keeps a newline in a name inside its row
             writer.writerow(["path", "start", "end", "score"])
             for path, start, end, score in index.moments(clf, args.target, args.top_k):
                 writer.writerow([path, f"{start:.2f}", f"{end:.2f}", f"{score:.4f}"])
@@ -240,18 +242,41 @@ def main(argv: list[str] | None = None) -> int:
             found = (index.search(clf, args.target, args.top_k) if args.command == "query"
                      else index.like(clf, args.target, args.top_k, args.start, args.end))
             for rank, (path, score) in enumerate(found, 1):
-                print(f"{rank}. {score:.3f}  {path}")
+                print(f"{rank}. {score:.3f}  {printable(path)}")
             return 0
+        videos = list_videos(args.target)
+        if not videos:
+            raise ValueError(f"no video files under {args.target}: nothing to index")
         index = index or VideoIndex(clf.backbone_identity, model_name=model_name, pretrained=pretrained)
+        unreadable = unreadable_file(index_file)
         with output_lock(index_file):
-            counts = index.update(clf, list_videos(args.target))
+            counts = index.update(clf, videos)
+            if index.errors:
+                atomic_write_text(unreadable, csv_text(["path", "reason"], index.errors))
+            else:
+                unreadable.unlink(missing_ok=True)
             index.save(index_file)
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         parser.exit(2, f"zsvc_pl.search: error: {str(e).splitlines()[0]}\n")
+    for path, reason in index.errors:
+        print(f"skipped {printable(path)}: {reason}", file=sys.stderr)
     again = "; every video encoded again: the index was read with another sampling" if counts["resampled"] else ""
+    listed = f", listed with their reasons in {unreadable}" if index.errors else ""
     print(f"indexed {len(index.paths)} videos ({counts['added']} encoded, {counts['kept']} unchanged, "
-          f"{counts['failed']} unreadable{again}) -> {index_file}")
+          f"{counts['failed']} unreadable{listed}{again}) -> {index_file}")
+    if not index.paths:
+        parser.exit(2, f"zsvc_pl.search: error: no video under {args.target} could be read\n")
     return 0
+
+
+def unreadable_file(index_file: Path) -> Path:
+    """Where the files an ``index`` run could not read are listed: ``videos.idx`` -> ``videos.idx.unreadable.csv``."""
+    return index_file.with_name(index_file.name + ".unreadable.csv")
+
+
+def printable(path: str) -> str:
+    """A path on one line: control characters (a newline in a file name) escaped as Python writes them."""
+    return path if path.isprintable() else repr(path)[1:-1]
 
 
 if __name__ == "__main__":

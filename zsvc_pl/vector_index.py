@@ -60,7 +60,7 @@ class ApproximateIndex:
     def save(self, path: str | Path) -> None:
         import faiss
 
-        atomic_write(path, lambda tmp: faiss.write_index(self.index, str(tmp)))
+        atomic_write(path, lambda f: f.write(faiss.serialize_index(self.index).tobytes()))
 
     @classmethod
     def load(cls, path: str | Path) -> "ApproximateIndex":

@@ -18,7 +18,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from zsvc_pl.data.outputs import atomic_write
+from zsvc_pl.data.outputs import atomic_write, remove_stale_temporaries
+
+STALE_S = 3600  # a temporary entry this old belongs to a killed writer (a write takes milliseconds)
 
 
 class FeatureCache:
@@ -31,6 +33,8 @@ class FeatureCache:
     def __init__(self, folder: str | Path) -> None:
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
+        for sub in self.folder.iterdir():  # entries that killed writers left half-written
+            remove_stale_temporaries(sub, min_age_s=STALE_S)
         self.backbone: str | None = None
         self.dim: int | None = None
         self._resolved: dict[str, str] = {}  # path as given -> absolute path (resolving costs more than the read)
@@ -73,8 +77,4 @@ class FeatureCache:
         """Store features atomically (not durably: see the module's docstring)."""
         data = features.detach().to("cpu", torch.float32).contiguous().numpy()
 
-        def write(tmp: Path) -> None:
-            with open(tmp, "wb") as out:
-                np.save(out, data, allow_pickle=False)
-
-        atomic_write(self._file(key), write, durable=False)
+        atomic_write(self._file(key), lambda f: np.save(f, data, allow_pickle=False), durable=False)

@@ -8,52 +8,104 @@ cut by a kill fails to parse and is simply redone. The output itself is only eve
 
 from __future__ import annotations
 
+import csv
+import errno
+import io
 import json
 import os
+import tempfile
+import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import BinaryIO, Callable, Iterator
 
 ENCODING = {"encoding": "utf-8", "errors": "surrogateescape"}  # file names that are not UTF-8 round-trip
+_CANNOT_WRITE = {errno.EROFS, errno.ENOSPC, errno.EACCES, errno.EPERM, errno.EDQUOT, errno.ENOTDIR, errno.EISDIR}
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)  # read once at import: new files get the permissions open() would give them
 
 
 class OutputError(RuntimeError):
     """An output that cannot be written as asked; the message says what to do instead."""
 
 
-def atomic_write(target: str | Path, write: Callable[[Path], None], durable: bool = True) -> None:
-    """Write ``target`` through ``write(tmp)`` on a temporary file in the same folder, fsync it, rename it over
-    ``target``: readers see the old file or the new one, never a part. ``durable=False`` skips the fsyncs, for
-    files whose readers check them and can make them again (the feature cache): still atomic, not crash-proof."""
+def atomic_write(target: str | Path, write: Callable[[BinaryIO], None], durable: bool = True) -> None:
+    """Write ``target`` through ``write(f)`` on a binary file that is new, private to this writer and in the
+    target's folder, then fsync it and rename it over ``target``: readers see the old file or the new one, never
+    a part, and a kill at any point leaves the old one whole. The temporary file is created exclusively under a
+    random name (``O_EXCL``, so a link planted in the folder is never followed) and the target itself is
+    replaced, never opened, so a link at the target's name is replaced, not written through. ``durable=False``
+    skips the fsyncs, for files whose readers check them and can make them again (the feature cache): still
+    atomic, not crash-proof."""
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    tmp = None
     try:
-        write(tmp)
-        if durable:
-            with open(tmp, "rb+") as f:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp", dir=target.parent)
+        tmp = Path(name)
+        os.fchmod(fd, 0o666 & ~_UMASK)
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            if durable:
                 os.fsync(f.fileno())
         os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    if not durable:
+    except BaseException as e:
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError) and e.errno in _CANNOT_WRITE:
+            raise OutputError(f"cannot write {target} ({e.strerror}): free space, make the folder writable or "
+                              "choose another output") from None
+        raise
+    if durable:
+        fsync_folder(target.parent)
+
+
+def atomic_write_text(target: str | Path, text: str, durable: bool = True) -> None:
+    """``atomic_write`` of a text (UTF-8; file names that are not UTF-8 round-trip)."""
+    atomic_write(target, lambda f: f.write(text.encode(**ENCODING)), durable)
+
+
+def csv_text(header: list[str], rows: list) -> str:
+    """Rows as CSV text (``csv`` module quoting, so any file name survives), for ``atomic_write_text``."""
+    out = io.StringIO(newline="")
+    writer = csv.writer(out)
+    writer.writerow(header)
+    writer.writerows(rows)
+    return out.getvalue()
+
+
+def fsync_folder(folder: str | Path) -> None:
+    """Make a rename or a new file in ``folder`` durable (a no-op where the file system cannot fsync a folder)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
         return
     try:
-        fd = os.open(target.parent, os.O_RDONLY)
         os.fsync(fd)
-        os.close(fd)
-    except OSError:  # some file systems cannot fsync a folder
+    except OSError:
         pass
+    finally:
+        os.close(fd)
 
 
-def remove_stale_temporaries(target: str | Path) -> int:
-    """Delete temporary files that a killed writer of ``target`` left behind; returns how many."""
-    target = Path(target)
-    stale = list(target.parent.glob(f".{target.name}.*.tmp")) if target.parent.is_dir() else []
-    for f in stale:
-        f.unlink(missing_ok=True)
-    return len(stale)
+def remove_stale_temporaries(folder: str | Path, name: str = "*", min_age_s: float = 0) -> int:
+    """Delete the temporary files that killed writers of ``folder/name`` left behind; returns how many. Where
+    live writers may share the folder (the feature cache, filled by several processes or nodes), ``min_age_s``
+    keeps the files younger than that: a write takes milliseconds, so an hour-old temporary is a dead one."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return 0
+    removed, now = 0, time.time()
+    for f in folder.glob(f".{name}.*.tmp"):
+        try:
+            if min_age_s and now - f.lstat().st_mtime < min_age_s:
+                continue
+            f.unlink()
+            removed += 1
+        except FileNotFoundError:  # its writer finished, or another cleaner was first
+            pass
+    return removed
 
 
 @contextmanager
@@ -64,7 +116,11 @@ def output_lock(target: str | Path) -> Iterator[None]:
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     lock = target.with_name(f".{target.name}.lock")
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    except OSError as e:
+        raise OutputError(f"cannot create {lock} ({e.strerror}): the folder must be writable and the name not "
+                          "a link") from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -101,13 +157,21 @@ class Journal:
                 rows[row["path"]] = row
         return signature, rows
 
-    def start(self, signature: dict) -> None:
-        """A new journal holding only the signature."""
-        atomic_write(self.path, lambda tmp: tmp.write_text(json.dumps({"signature": signature}) + "\n", **ENCODING))
+    def start(self, signature: dict, rows: list[dict] = ()) -> None:
+        """Replace the journal, in one atomic step, by one holding ``signature`` and ``rows``: a kill leaves either
+        the old journal or the new one, whole."""
+        text = "".join(json.dumps(r) + "\n" for r in [{"signature": signature}, *rows])
+        atomic_write_text(self.path, text)
 
     def append(self, rows: list[dict]) -> None:
-        """Add rows durably (flushed and fsynced: a kill loses at most the line being written)."""
-        with open(self.path, "a", **ENCODING) as f:
+        """Add rows durably (flushed and fsynced: a kill loses at most the line being written). A link at the
+        journal's name is refused, never written through."""
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        except OSError as e:
+            raise OutputError(f"cannot write {self.path} ({e.strerror}): remove it if it is a link, or choose "
+                              "another output") from None
+        with os.fdopen(fd, "a", **ENCODING) as f:
             f.write("".join(json.dumps(r) + "\n" for r in rows))
             f.flush()
             os.fsync(f.fileno())

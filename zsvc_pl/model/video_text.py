@@ -23,7 +23,10 @@ from zsvc_pl.model.text import PromptLearner, encode_prompts
 from zsvc_pl.model.token_merging import apply_token_merging
 from zsvc_pl.model.vision_prompts import VisionPrompts
 
-Label = str | tuple[str, ...]  # a label's name, or the texts whose features stand for it
+Label = str | tuple[str, ...]
+# Upper bounds of the learned parts' sizes: far above any useful value, low enough that a mistyped or edited
+# setting (max_frames 1e9 in a checkpoint) is refused instead of allocating gigabytes.
+SIZE_LIMITS = {"temporal_depth": 48, "temporal_heads": 64, "max_frames": 4096, "n_ctx": 64, "vision_prompts": 64}  # a label's name, or the texts whose features stand for it
 
 
 class VideoTextModel(nn.Module):
@@ -209,12 +212,10 @@ def create_model(
 ) -> VideoTextModel:
     """The one factory: backbone by name and weights, prompts, aggregator, optional CoOp vectors and vision
     prompts. Settings out of range are refused before any weights load."""
-    for name, value in (("temporal_depth", temporal_depth), ("temporal_heads", temporal_heads),
-                        ("max_frames", max_frames)):
-        if value < 1:
-            raise ValueError(f"{name} must be at least 1, got {value}")
-    if n_ctx < 0:
-        raise ValueError(f"n_ctx (CoOp context vectors) must be 0 (none) or more, got {n_ctx}")
+    for name, value, low in (("temporal_depth", temporal_depth, 1), ("temporal_heads", temporal_heads, 1),
+                             ("max_frames", max_frames, 1), ("n_ctx", n_ctx, 0), ("vision_prompts", vision_prompts, 0)):
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= SIZE_LIMITS[name]:
+            raise ValueError(f"{name} must be a whole number from {low} to {SIZE_LIMITS[name]}, got {value!r}")
     if not 0 <= zs_mix <= 1:
         raise ValueError(f"zs_mix (the zero-shot logits' share in evaluation) must be between 0 and 1, got {zs_mix}")
     bb = load_clip(model_name, pretrained, cache_dir)

@@ -1,10 +1,9 @@
 """What the CLI adds to every run: the run report (timing, skipped videos gathered over ranks, ``errors.csv``)
-and, for ``fit``, the guard of the run folder's checkpoints."""
+and, for ``fit``, a resumable ``last.ckpt`` and the guard of the run folder's checkpoints."""
 
 from __future__ import annotations
 
 import atexit
-import csv
 import time
 from collections import Counter
 from contextlib import ExitStack
@@ -13,9 +12,10 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 from lightning import Callback, LightningModule, Trainer
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_info
 
-from zsvc_pl.data.outputs import ENCODING, OutputError, atomic_write, output_lock
+from zsvc_pl.data.outputs import OutputError, atomic_write_text, csv_text, output_lock
 
 
 def run_dir(trainer: Trainer) -> Path:
@@ -65,7 +65,7 @@ class RunReport(Callback):
         errors = sorted(set(gather_lists(pl_module.decode_errors)))
         path = run_dir(trainer) / "errors.csv"
         if errors and trainer.is_global_zero:
-            atomic_write(path, lambda tmp: _write_errors(tmp, errors))
+            atomic_write_text(path, csv_text(["path", "reason"], errors))
         return errors, path
 
     def _end(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
@@ -137,13 +137,6 @@ def _nothing_read(what: str, errors: list, path: Path) -> str:
     return f"{what}: no video could be read ({where}); there is no result to report"
 
 
-def _write_errors(path: Path, errors: list[tuple[str, str]]) -> None:
-    with open(path, "w", newline="", **ENCODING) as f:
-        writer = csv.writer(f)
-        writer.writerow(["path", "reason"])
-        writer.writerows(errors)
-
-
 def earlier_checkpoints(folder: str | Path) -> list[str]:
     """Names of the checkpoints in ``folder`` (none when it does not exist)."""
     folder = Path(folder)
@@ -197,3 +190,44 @@ class CheckpointFolderGuard(Callback):
         if self._lock is not None:
             self._lock.close()
             self._lock = None
+
+
+class ResumableCheckpoint(ModelCheckpoint):
+    """``last.ckpt`` after every training epoch, and every ``every_minutes`` within a long epoch, so that a fit
+    killed at any point resumes (``fit --ckpt_path .../last.ckpt``) having lost at most an epoch or those minutes.
+
+    Lightning's ``ModelCheckpoint(save_last=True, save_top_k=0)`` writes ``last.ckpt`` only when training ends, and
+    with ``save_top_k > 0`` only on the epochs it validates. Other ``ModelCheckpoint`` arguments pass through
+    (``save_top_k`` with a ``monitor`` keeps the best ones as well).
+    """
+
+    def __init__(self, dirpath: str | None = None, every_minutes: float | None = 30.0, save_top_k: int = 0,
+                 save_last: bool = True, **kwargs) -> None:
+        if every_minutes is not None and every_minutes <= 0:
+            raise ValueError(f"every_minutes must be above 0 (or None: once per epoch), got {every_minutes}")
+        if not save_last:
+            raise ValueError("ResumableCheckpoint exists to keep last.ckpt: use ModelCheckpoint for best-only saves")
+        super().__init__(dirpath=dirpath, save_top_k=save_top_k, save_last=True, **kwargs)
+        self.every_minutes = every_minutes
+        self._saved_at = time.monotonic()
+
+    def _save_last_now(self, trainer: Trainer) -> None:
+        if not self._should_skip_saving_checkpoint(trainer):
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+        self._saved_at = time.monotonic()
+
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        super().on_train_start(trainer, pl_module)
+        self._saved_at = time.monotonic()
+
+    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs, batch, batch_idx: int) -> None:
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+        if self.every_minutes is None:
+            return
+        due = time.monotonic() - self._saved_at >= 60 * self.every_minutes
+        if trainer.strategy.broadcast(due, src=0):  # every rank takes part in a save
+            self._save_last_now(trainer)
+
+    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        self._save_last_now(trainer)

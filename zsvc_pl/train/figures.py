@@ -110,7 +110,7 @@ def base_novel_figure(metrics: dict[str, float]):
 def save(fig, path: str | Path) -> Path:
     """Write a figure as PNG, atomically."""
     path = Path(path)
-    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+    atomic_write(path, lambda f: fig.savefig(f, dpi=110, format="png"))
     return path
 
 

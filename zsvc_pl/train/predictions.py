@@ -10,7 +10,6 @@ merges them into the one output the user named, each video once.
 
 from __future__ import annotations
 
-import csv
 import inspect
 import json
 import os
@@ -22,10 +21,10 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.utilities import rank_zero_info
 
 from zsvc_pl.data.outputs import (
-    ENCODING,
     Journal,
     OutputError,
-    atomic_write,
+    atomic_write_text,
+    csv_text,
     file_stamp,
     output_lock,
     remove_stale_temporaries,
@@ -83,7 +82,7 @@ class PredictionWriter(BasePredictionWriter):
         done, changed = self._done(target)
         trainer.strategy.barrier()
         if trainer.is_global_zero:
-            remove_stale_temporaries(target)
+            remove_stale_temporaries(target.parent, target.name)
             self._merge(target, keep_main=not self.overwrite, drop=changed)
         trainer.strategy.barrier()
         self._journal = Journal(target.with_name(f".{target.name}.journal.rank{trainer.global_rank}"))
@@ -132,8 +131,7 @@ class PredictionWriter(BasePredictionWriter):
             if sig == self._signature:
                 rows.update(more)
         rows = {p: r for p, r in rows.items() if p not in drop}
-        main.start(self._signature)
-        main.append(list(rows.values()))
+        main.start(self._signature, list(rows.values()))
         for journal in ranks:
             journal.remove()
         return rows
@@ -148,7 +146,7 @@ class PredictionWriter(BasePredictionWriter):
             rows = self._merge(self._target)
             ordered = [rows[p] for p in self._videos if p in rows]
             as_csv = self._target.suffix.lower() == ".csv"
-            atomic_write(self._target, lambda tmp: write_rows(tmp, ordered, as_csv))
+            atomic_write_text(self._target, rows_text(ordered, as_csv))
             rank_zero_info(f"zsvc_pl predict: {len(ordered)} prediction(s) written to {self._target}")
         trainer.strategy.barrier()
         self._release()
@@ -165,17 +163,13 @@ class PredictionWriter(BasePredictionWriter):
             self._lock = None
 
 
-def write_rows(path: Path, rows: list[dict], as_csv: bool) -> None:
-    """Predictions as CSV (``csv`` module quoting; labels and scores joined by ``|``) or JSON Lines (path,
-    labels, scores: the file stamp stays in the journal)."""
-    with open(path, "w", newline="", **ENCODING) as f:
-        if as_csv:
-            writer = csv.writer(f)
-            writer.writerow(["path", "labels", "scores"])
-            for r in rows:
-                writer.writerow([r["path"], "|".join(r["labels"]), "|".join(f"{s:.6f}" for s in r["scores"])])
-        else:
-            f.write("".join(json.dumps({k: r[k] for k in ("path", "labels", "scores")}) + "\n" for r in rows))
+def rows_text(rows: list[dict], as_csv: bool) -> str:
+    """Predictions as CSV (labels and scores joined by ``|``) or JSON Lines (path, labels, scores: the file
+    stamp stays in the journal)."""
+    if as_csv:
+        return csv_text(["path", "labels", "scores"], [[r["path"], "|".join(r["labels"]),
+                                                          "|".join(f"{s:.6f}" for s in r["scores"])] for r in rows])
+    return "".join(json.dumps({k: r[k] for k in ("path", "labels", "scores")}) + "\n" for r in rows)
 
 
 # Model settings that change the scores beside those the signature names on its own (they appear only when

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from lightning import Callback, LightningModule, Trainer
 
-from zsvc_pl.data.outputs import atomic_write
+from zsvc_pl.data.outputs import atomic_write_text
 from zsvc_pl.model.backbone import state_digest, weights_digest
 from zsvc_pl.train.callbacks import gather_lists
 
@@ -92,7 +92,7 @@ class RunCard(Callback):
             "metrics": {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(f"{stage}/")},
             "predictions": dict(sorted(predictions.items())),
         }
-        atomic_write(card_path(folder), lambda tmp: tmp.write_text(json.dumps(card, indent=1)))
+        atomic_write_text(card_path(folder), json.dumps(card, indent=1))
 
     def on_test_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         pl_module.video_predictions = {}

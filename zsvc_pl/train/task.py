@@ -19,7 +19,7 @@ from zsvc_pl.model.abstention import NONE_LABEL, open_set_score
 from zsvc_pl.model.examples import DEFAULT_WEIGHT, ExampleMemory, check_example_weight
 from zsvc_pl.model.temporal import TemporalTransformer
 from zsvc_pl.model.video_text import create_model
-from zsvc_pl.train.checkpoints import prepare_state, save_state
+from zsvc_pl.train.checkpoints import check_trainable_state, prepare_state, save_state
 from zsvc_pl.train.features import batch_features
 from zsvc_pl.train.metrics import StageMetrics
 from zsvc_pl.train.optim import adamw_warmup_cosine
@@ -140,6 +140,8 @@ class VideoClassificationTask(LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         prepare_state(checkpoint, self.backbone_identity, self.hparams.allow_unidentified_checkpoint)
+        check_trainable_state(checkpoint["state_dict"], {k: v for k, v in self.state_dict().items()
+                                                         if not k.startswith("model.backbone.")})
         self.model.forget_learned_text()
 
     # --- Lightning hooks ---------------------------------------------------------------------------
