@@ -70,7 +70,7 @@ def test_a_grown_library_interrupted_ends_with_each_video_once(tiny_ckpt, librar
 
     def append_then_die(self, new_rows):
         calls.append(1)
-        if len(calls) == 3:  # 1: the journal carried over at the start; 2: the first batch; 3: the second batch
+        if len(calls) == 2:  # 1: the first batch; 2: the second batch (the carried-over journal is one atomic write)
             raise RuntimeError("killed")
         real_append(self, new_rows)
 
@@ -357,3 +357,46 @@ def test_one_label_is_a_question_for_predict_and_a_mistake_for_evaluation(tiny_c
     err = capsys.readouterr().err.strip().splitlines()
     assert e.value.code == 2 and err == ["zsvc_pl: error: test needs at least 2 classes to tell apart, got 1 "
                                          "('only class'): accuracy over one class is always 100 %"]
+
+
+def lying_mkv(path, width: int, height: int, frames: int = 4):
+    """A Matroska file whose first MJPEG frame is 64x64 (the size FFmpeg then reports for the stream) and whose
+    later frames are ``width`` x ``height``."""
+    from fractions import Fraction
+
+    import av
+    import numpy as np
+
+    with av.open(str(path), "w", format="matroska") as container:
+        stream = container.add_stream("mjpeg", rate=8)
+        stream.width = stream.height = 64
+        stream.pix_fmt = "yuvj420p"
+        for i in range(frames):
+            w, h = (64, 64) if i == 0 else (width, height)
+            encoder = av.CodecContext.create("mjpeg", "w")
+            encoder.width, encoder.height, encoder.pix_fmt = w, h, "yuvj420p"
+            encoder.time_base = Fraction(1, 8)
+            frame = av.VideoFrame.from_ndarray(np.full((h, w, 3), 40 * i, np.uint8), format="rgb24")
+            frame = frame.reformat(format="yuvj420p")
+            frame.pts, frame.time_base = i, Fraction(1, 8)
+            for packet in [*encoder.encode(frame), *encoder.encode(None)]:
+                packet.stream, packet.pts, packet.dts = stream, i, i
+                packet.time_base = Fraction(1, 8)
+                container.mux(packet)
+    return path
+
+
+def test_frame_limits_hold_for_every_decoded_frame_not_only_the_declared_size(tmp_path, monkeypatch):
+    from zsvc_pl.data import backends
+    from zsvc_pl.data.decoding import VideoDecodeError, open_video, read_frames
+
+    monkeypatch.setattr(backends, "MAX_PIXELS", 200 * 200)  # the 8192 x 8192 limit, scaled down for a test
+    for backend in ("auto", "pyav"):
+        with pytest.raises(VideoDecodeError, match="frame size 320x320 exceeds the limit"):
+            big = lying_mkv(tmp_path / "big.mkv", 320, 320)
+            read_frames(open_video(big, 32, backend), [0, 2], str(big))
+        with pytest.raises(VideoDecodeError, match="frame size 400x24: aspect ratio beyond 16:1"):
+            strip = lying_mkv(tmp_path / "strip.mkv", 400, 24)
+            read_frames(open_video(strip, 32, backend), [0, 2], str(strip))
+    honest = lying_mkv(tmp_path / "ok.mkv", 64, 64)
+    assert read_frames(open_video(honest, 32), [0, 2], str(honest)).shape == (2, 32, 32, 3)

@@ -127,3 +127,30 @@ def test_a_url_source_that_ends_is_reopened_and_its_times_continue(tmp_path):
     assert [e["label"] for e in found] == [label for label, _, _ in TRUTH] * 2
     for event, (_, start, end) in zip(found[2:], TRUTH):  # the second pass, 6 s later
         assert abs(event["start"] - (start + 6)) <= 1.0 and abs(event["end"] - (end + 6)) <= 1.0
+
+
+def test_a_source_whose_timestamps_restart_keeps_continuous_time(tmp_path):
+    """Two streams concatenated (as an encoder restart or a looping source gives): the second one's events are
+    found 6 s later, and the restart is reported. Before: everything after the restart was ignored."""
+    from zsvc_pl.model.backbone import DEMO_WEIGHTS
+
+    if not DEMO_WEIGHTS.is_file():
+        pytest.skip("demo weights not built")
+    one = event_stream(tmp_path / "one.ts").read_bytes()
+    (tmp_path / "twice.ts").write_bytes(one + one)
+    (tmp_path / "labels.txt").write_text("\n".join(label for label, _, _ in TRUTH) + "\n")
+    events = tmp_path / "events.jsonl"
+    log = io.StringIO()
+    from zsvc_pl.api import ZeroShotVideoClassifier
+    from zsvc_pl.watch import watch
+
+    clf = ZeroShotVideoClassifier(model_name="demo", pretrained="demo")
+    with open(events, "w") as out:
+        summary = watch(clf, str(tmp_path / "twice.ts"), [label for label, _, _ in TRUTH], out, 0.6, 1.0, 0.25,
+                        log=log)
+    found = [json.loads(line) for line in events.read_text().splitlines()]
+    assert [e["label"] for e in found] == [label for label, _, _ in TRUTH] * 2
+    for event, (_, start, end) in zip(found[2:], TRUTH):
+        assert abs(event["start"] - (start + 6)) <= 1.0 and abs(event["end"] - (end + 6)) <= 1.0
+    assert summary["timestamp_restarts"] == 1 and 5.5 <= summary["restarts_at"][0] <= 6.0
+    assert summary["stream_seconds"] > 11

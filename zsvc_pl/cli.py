@@ -15,8 +15,9 @@ import time
 import warnings
 from pathlib import Path
 
-import yaml
+from jsonargparse import set_loader
 from lightning.pytorch.cli import ArgsType, LightningCLI, SaveConfigCallback
+from yaml import YAMLError
 
 from zsvc_pl.data.datamodule import VideoDataModule
 from zsvc_pl.train.callbacks import CheckpointFolderGuard, RunReport
@@ -30,7 +31,9 @@ from zsvc_pl.train.checkpoints import (
 from zsvc_pl.train.figures import ResultPlots
 from zsvc_pl.train.predictions import PredictionWriter
 from zsvc_pl.train.task import VideoClassificationTask
+from zsvc_pl.yaml_files import YamlFileError, loads, read_yaml
 
+set_loader("zsvc_yaml", loads, exceptions=(YAMLError,))  # configs and flag values: safe YAML without aliases
 _LINKED = {"class_names", "base_classes"}  # set from the data module, never from a checkpoint or a flag
 _NOISE = ("GPU available", "TPU available", "HPU available", "💡 Tip", "You are using a CUDA device")
 
@@ -121,14 +124,25 @@ def _model_flags(args: list[str]) -> set[str]:
 def _check_moved_keys(args: list[str]) -> None:
     """Options that left the model: say where they went, on the command line or in a config file."""
     given = list(_model_flags(args))
-    configs = [args[i + 1] for i, a in enumerate(args[:-1]) if a in ("--config", "-c")]
-    for path in configs:
-        if Path(path).is_file():
-            model = (yaml.safe_load(Path(path).read_text()) or {}).get("model") or {}
-            given += list(model.get("init_args", model) if isinstance(model, dict) else [])
+    for path in _config_files(args):
+        try:
+            config = read_yaml(path, "config file")
+        except YamlFileError as e:
+            raise UsageError(str(e)) from None
+        if not isinstance(config, dict):
+            raise UsageError(f"config file {path} must be a mapping of sections (model:, data:, trainer:), got "
+                             f"{type(config).__name__}")
+        model = config.get("model") or {}
+        given += list(model.get("init_args", model) if isinstance(model, dict) else [])
     for key in given:
         if key in MOVED_HPARAMS:
             raise UsageError(f"model.{key} has moved to {MOVED_HPARAMS[key]}: use --{MOVED_HPARAMS[key]}")
+
+
+def _config_files(args: list[str]) -> list[str]:
+    """The files given with ``--config``/``-c`` (also ``--config=FILE``)."""
+    files = [args[i + 1] for i, a in enumerate(args[:-1]) if a in ("--config", "-c")]
+    return files + [a.split("=", 1)[1] for a in args if a.startswith("--config=")]
 
 
 class _QuietLightning(logging.Filter):
@@ -160,7 +174,8 @@ def main(args: ArgsType = None, run: bool = True) -> ZsvcCLI:
             warnings.filterwarnings("ignore", category=FutureWarning, module=r"(?!zsvc_pl)")
             warnings.filterwarnings("ignore", message="LightningCLI's args parameter")  # main(args) is by design
             return ZsvcCLI(VideoClassificationTask, VideoDataModule, seed_everything_default=0,
-                           save_config_callback=RunConfig, args=args, explicit=explicit, run=run)
+                           save_config_callback=RunConfig, parser_kwargs={"parser_mode": "zsvc_yaml"}, args=args,
+                           explicit=explicit, run=run)
     except (ValueError, FileNotFoundError, LabelError, OutputError, BackboneLoadError, BackboneMismatchError,
             CheckpointError, VideoDecodeError, FloatingPointError) as e:
         if debug:

@@ -81,15 +81,17 @@ def read_label_file(path: str | Path) -> list[str]:
     if header in _HEADERS:
         ids = _csv_ids(path, rows[1:])
     elif all(_ID_LINE.match(line) for _, line in rows):
-        ids = _csv_ids(path, rows) if "," in rows[0][1] else {
-            int(m.group(1)): (n, m.group(2)) for n, m in ((n, _ID_LINE.match(line)) for n, line in rows)}
-        if not _contiguous(ids):
-            ids = {i: (n, line.strip()) for i, (n, line) in enumerate(rows)}  # numbers belong to the names
+        ids = _csv_ids(path, rows) if "," in rows[0][1] else _space_ids(path, rows)
+        numbers = [int(_ID_LINE.match(line).group(1)) for _, line in rows]
+        counting = numbers[0] in (0, 1) and all(a < b for a, b in zip(numbers, numbers[1:]))
+        repeats = len(set(numbers)) < len(numbers)
+        if repeats or (not _contiguous(ids) and not counting):  # "3 little pigs": numbers that belong to the names
+            ids = {i: (n, line.strip()) for i, (n, line) in enumerate(rows)}
     else:
         ids = {i: (n, line.strip()) for i, (n, line) in enumerate(rows)}
     if not _contiguous(ids):
         raise LabelError(f"{path}: label ids must run 0..n-1 or 1..n without gaps or repeats; got "
-                         f"{sorted(ids)[:10]}")
+                         f"{_gaps(ids)}. If the numbers are part of the names, write the names as a JSON list")
     order = sorted(ids)
     return validate_labels([ids[i][1] for i in order], str(path), [ids[i][0] for i in order])
 
@@ -123,6 +125,18 @@ def _csv_ids(path: Path, rows: list[tuple[int, str]]) -> dict[int, tuple[int, st
             raise LabelError(f"{path}:{n}: label id {i} repeats line {ids[i][0]}")
         ids[i] = (n, ",".join(cells[1:]).strip())
     return ids
+
+
+def _space_ids(path: Path, rows: list[tuple[int, str]]) -> dict[int, tuple[int, str]]:
+    """``id name`` lines (UCF101's ``classInd.txt``)."""
+    return {int(m.group(1)): (n, m.group(2)) for n, m in ((n, _ID_LINE.match(line)) for n, line in rows)}
+
+
+def _gaps(ids: dict[int, tuple[int, str]]) -> str:
+    order = sorted(ids)
+    start = 0 if order and order[0] == 0 else 1
+    missing = sorted(set(range(start, max(order[-1], start) + 1)) - set(order))
+    return f"ids {order[0]}..{order[-1]} without {', '.join(map(str, missing[:5]))}" if missing else f"ids {order[:10]}"
 
 
 def _contiguous(ids: dict[int, tuple[int, str]]) -> bool:

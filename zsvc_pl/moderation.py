@@ -29,7 +29,8 @@ from typing import TYPE_CHECKING, Sequence
 
 from zsvc_pl.data.annotations import list_videos
 from zsvc_pl.data.decoding import VideoDecodeError
-from zsvc_pl.data.outputs import atomic_write_text, csv_text
+from zsvc_pl.data.outputs import atomic_write_text, check_writable, csv_text
+from zsvc_pl.yaml_files import number, read_yaml
 
 if TYPE_CHECKING:
     from zsvc_pl.api import ZeroShotVideoClassifier
@@ -49,12 +50,7 @@ class Flag:
 
 def load_rules(path: str | Path) -> tuple[dict[str, float], list[str], float | None]:
     """Thresholds per flagged label, the list of ordinary labels and the abstention threshold, from YAML."""
-    import yaml
-
-    try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8-sig")) or {}
-    except yaml.YAMLError as e:
-        raise ValueError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    data = read_yaml(path, "rules file")
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected 'flags:' (label: threshold) and 'others:' (a list of labels)")
     unknown = sorted(set(map(str, data)) - {"flags", "others", "abstain"})
@@ -66,20 +62,18 @@ def load_rules(path: str | Path) -> tuple[dict[str, float], list[str], float | N
         raise ValueError(f"{path}: no 'flags' (label: threshold) given")
     flags = {}
     for label, value in raw.items():
-        try:
-            flags[str(label)] = float(value)
-        except (TypeError, ValueError):
-            raise ValueError(f"{path}: flag {label!r}: threshold {value!r} is not a number") from None
-    bad = {k: v for k, v in flags.items() if not 0 < v <= 1}
-    if bad:
-        raise ValueError(f"{path}: thresholds must be in (0, 1]: {bad}")
+        if not isinstance(label, str):  # `yes:` is a boolean and `1:` a number to YAML: quote such labels
+            raise ValueError(f"{path}: flag label {label!r} is not text: quote it")
+        flags[label] = number(value, f"{path}: flag {label!r}: threshold", 0, 1)
+        if flags[label] == 0:
+            raise ValueError(f"{path}: flag {label!r}: a threshold of 0 flags every video; use one in (0, 1]")
     others = data.get("others") or []
-    if not isinstance(others, list):
-        raise ValueError(f"{path}: 'others' must be a list of labels, got {type(others).__name__}")
+    if not isinstance(others, list) or not all(isinstance(x, str) for x in others):
+        raise ValueError(f"{path}: 'others' must be a list of labels (text; quote labels YAML reads as numbers "
+                         f"or booleans), got {others!r}"[:300])
     abstain = data.get("abstain")
-    if abstain is not None and not isinstance(abstain, (int, float)):
-        raise ValueError(f"{path}: 'abstain' must be a number (a similarity), got {abstain!r}")
-    return flags, [str(x) for x in others], None if abstain is None else float(abstain)
+    abstain = None if abstain is None else number(abstain, f"{path}: 'abstain' (a similarity)", -1, 1)
+    return flags, list(others), abstain
 
 
 def flag_videos(model: ZeroShotVideoClassifier, videos: Sequence[str], flags: dict[str, float],
@@ -118,26 +112,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pretrained", default="openai")
     parser.add_argument("--num-frames", type=int, default=None, help="frames per video (default: 8)")
     args = parser.parse_args(argv)
+    unreadable = unreadable_file(args.out)
     try:
         flags, others, abstain = load_rules(args.rules)
         videos = list_videos(args.videos)
         if not videos:
             raise ValueError(f"no video files under {args.videos}")
+        check_writable(args.out)  # before the work, not after it
         model = ZeroShotVideoClassifier(model_name=args.model_name, pretrained=args.pretrained)
         found, errors = flag_videos(model, videos, flags, others, args.num_frames, abstain)
+        if len(errors) < len(videos):  # the flags first: they are the work
+            atomic_write_text(args.out, csv_text(list(Flag.__dataclass_fields__),
+                                                 [list(asdict(x).values()) for x in found]))
+        if errors:
+            atomic_write_text(unreadable, csv_text(["path", "reason"], errors))
+        else:
+            unreadable.unlink(missing_ok=True)  # it belonged to the flags this run replaces
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         parser.exit(2, f"zsvc_pl.moderation: error: {str(e).splitlines()[0]}\n")
-    unreadable = unreadable_file(args.out)
-    if errors:
-        atomic_write_text(unreadable, csv_text(["path", "reason"], errors))
-    else:
-        unreadable.unlink(missing_ok=True)  # it belonged to the flags this run replaces
     for path, reason in errors:
         print(f"skipped {path}: {reason}")
     if len(errors) == len(videos):
         parser.exit(2, f"zsvc_pl.moderation: error: no video could be read ({len(errors)} skipped, each with its "
                        f"reason in {unreadable}); nothing was checked, so no flags were written\n")
-    atomic_write_text(args.out, csv_text(list(Flag.__dataclass_fields__), [list(asdict(x).values()) for x in found]))
     print(f"{len(found)} flag(s) in {len({x.path for x in found})} of {len(videos)} videos -> {args.out}")
     if errors:
         print(f"{len(errors)} video(s) could not be read and were not checked: listed in {unreadable}")

@@ -111,6 +111,7 @@ def watch(clf: ZeroShotVideoClassifier, source: str, labels, events: IO[str], th
                "latency_mean_s": round(sum(latencies) / len(latencies), 4) if latencies else None,
                "latency_max_s": round(max(latencies), 4) if latencies else None, "windows_behind": behind,
                "frames_skipped": len(stream.skipped), "skipped_at": [round(t, 3) for t in stream.skipped[:20]],
+               "timestamp_restarts": len(stream.restarts), "restarts_at": stream.restarts[:20],
                "source_error": stream.error}
     print("watch: " + json.dumps(summary), file=log)
     return summary

@@ -74,12 +74,15 @@ def check_frame_size(path: str, width: int, height: int) -> None:
                                      "(not a video this tool can crop meaningfully)")
 
 
-def _to_rgb(frame, short_side: int | None, reformatter) -> np.ndarray:
+def _to_rgb(frame, short_side: int | None, reformatter, path: str) -> np.ndarray:
     """A PyAV frame as RGB at the reduced size, turned upright as its display matrix says (phone videos).
 
-    ``reformatter`` is one ``VideoReformatter`` per video: FFmpeg's scaler is set up once, not for every frame
-    (which ``frame.to_ndarray(width=...)`` does; same pixels, 3-7x slower on small frames).
+    The frame's own size is checked against the limits first: a container may declare one size and carry
+    frames of another (an MKV declaring 64x64 with 16000x16000 MJPEG frames), so the declared size alone
+    bounds nothing. ``reformatter`` is one ``VideoReformatter`` per video: FFmpeg's scaler is set up once, not
+    for every frame (which ``frame.to_ndarray(width=...)`` does; same pixels, 3-7x slower on small frames).
     """
+    check_frame_size(path, frame.width, frame.height)
     w, h = scaled_size(frame.width, frame.height, short_side)
     rgb = reformatter.reformat(frame, format="rgb24", width=w, height=h).to_ndarray()
     quarter_turns = round(frame.rotation / 90) % 4  # counter-clockwise, as np.rot90 turns
@@ -169,7 +172,7 @@ class _SparseVideo:
                         position = frame.pts
                         self.frames_decoded += 1
                         if frame.pts in wanted_set and frame.pts not in kept:
-                            kept[frame.pts] = _to_rgb(frame, self.short_side, self._reformatter)
+                            kept[frame.pts] = _to_rgb(frame, self.short_side, self._reformatter, self.path)
                     while k < len(wanted) and wanted[k] in kept:
                         k += 1
                     if k == len(wanted):
@@ -218,7 +221,7 @@ class _PyAVVideo:
             stream.codec_context.thread_count = 1
             for i, frame in enumerate(container.decode(stream)):
                 if i in wanted:
-                    kept[i] = _to_rgb(frame, self.short_side, self._reformatter)
+                    kept[i] = _to_rgb(frame, self.short_side, self._reformatter, self.path)
                 if i >= last:
                     break
         if not kept:

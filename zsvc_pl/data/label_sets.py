@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence, Union
 
-import yaml
 
 from zsvc_pl.data.annotations import list_videos
 from zsvc_pl.data.decoding import VIDEO_EXTENSIONS
 from zsvc_pl.labels import LabelError, read_label_file, validate_labels
+from zsvc_pl.yaml_files import YamlFileError, read_yaml
 
 LabelsLike = Union[Sequence[str], Mapping[str, Union[str, Sequence[str], None]], "LabelSet"]
 
@@ -53,10 +53,14 @@ class LabelSet:
         """``{name: [text or clip, ...]}`` (a single string or nothing also works)."""
         names, texts, clips = [], [], []
         for name, items in mapping.items():
-            items = [] if items is None else [items] if isinstance(items, str) else list(items)
+            items = [] if items is None else [items] if isinstance(items, str) else items
+            if not isinstance(name, str) or not isinstance(items, (list, tuple)) or not all(
+                    isinstance(x, str) for x in items):
+                raise LabelError(f"{source}: {name!r}: expected a label (text) with a text, a clip or a list of "
+                                 "them (quote what YAML reads as a number or a boolean)")
             words, paths = [], []
             for item in items:
-                item = str(item).strip()
+                item = item.strip()
                 if Path(item).suffix.lower() in VIDEO_EXTENSIONS:
                     path = Path(item) if base is None or Path(item).is_absolute() else base / item
                     if not path.is_file():
@@ -64,7 +68,7 @@ class LabelSet:
                     paths.append(str(path))
                 elif item:
                     words.append(item)
-            names.append(str(name))
+            names.append(name)
             texts.append(words)
             clips.append(paths)
         return cls(names, texts, clips)
@@ -91,9 +95,10 @@ def read_label_set(source: LabelsLike | str | Path) -> LabelSet:
             raise LabelError(f"{path}: no label folders with example clips (expected {path}/<label>/<clip>.mp4)")
         return LabelSet([p.name for p in folders], [], clips)
     if path.suffix.lower() in (".yaml", ".yml"):
-        if not path.is_file():
-            raise LabelError(f"label file not found: {path}")
-        mapping = yaml.safe_load(path.read_text(encoding="utf-8-sig"))
+        try:
+            mapping = read_yaml(path, "label set")
+        except YamlFileError as e:
+            raise LabelError(str(e)) from None
         if not isinstance(mapping, dict) or not mapping:
             raise LabelError(f"{path}: expected a mapping 'label: [text or clip, ...]'")
         return LabelSet.from_mapping(mapping, path.parent, str(path))

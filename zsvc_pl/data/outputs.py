@@ -61,6 +61,16 @@ def atomic_write(target: str | Path, write: Callable[[BinaryIO], None], durable:
         fsync_folder(target.parent)
 
 
+def check_writable(target: str | Path) -> None:
+    """Refuse, before any work, an output whose folder cannot take a new file (read-only, full, not a folder, or
+    the target itself a folder), so that a long run never ends in losing what it computed."""
+    target = Path(target)
+    if target.is_dir():
+        raise OutputError(f"{target} is a folder: name a file to write")
+    atomic_write(target.with_name(f".{target.name}.probe"), lambda f: f.write(b"probe"), durable=False)
+    Path(target.with_name(f".{target.name}.probe")).unlink()
+
+
 def atomic_write_text(target: str | Path, text: str, durable: bool = True) -> None:
     """``atomic_write`` of a text (UTF-8; file names that are not UTF-8 round-trip)."""
     atomic_write(target, lambda f: f.write(text.encode(**ENCODING)), durable)

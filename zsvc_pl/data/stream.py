@@ -1,7 +1,9 @@
 """Live sources: frames from a pipe, a growing file, a URL or a camera, sampled at a fixed rate, in real time.
 
 A thread decodes the source and keeps one frame every ``1 / rate`` seconds of stream time, as a square crop;
-the consumer takes them from a bounded queue. When the consumer falls behind a live source, the oldest waiting
+the consumer takes them from a bounded queue. Stream time is continuous: when a source's timestamps start
+again (two streams concatenated, an encoder restart, a looping source), it continues from the last frame and
+the restart is recorded (``restarts``). When the consumer falls behind a live source, the oldest waiting
 frame is dropped and its time recorded (``skipped``), so memory stays bounded whatever the stream's length. A
 regular file is read at its own pace (nothing dropped). A URL or camera that drops is reopened: after
 ``reconnects`` failures in a row (a source that delivers frames between drops is always reopened), or after
@@ -24,6 +26,8 @@ from zsvc_pl.data.backends import _to_rgb
 from zsvc_pl.data.decoding import VideoDecodeError
 from zsvc_pl.data.transforms import square_crops
 
+RESTART_S = 0.5  # timestamps going back by more than this: the source's clock restarted (concatenated streams,
+# an encoder restart, a looping source); stream time continues from the last frame instead
 URL_SCHEMES = ("rtsp://", "rtmp://", "http://", "https://", "udp://", "srt://")
 _END = object()
 
@@ -50,6 +54,7 @@ class LiveFrames:
         self.live = source == "-" or source.startswith(URL_SCHEMES) or source.startswith("/dev/video")
         self.reconnects = reconnects if source.startswith(URL_SCHEMES + ("/dev/video",)) else 0
         self.skipped: list[float] = []
+        self.restarts: list[float] = []  # stream times after which the source's timestamps started again
         self.error: str | None = None
         self._queue: queue.Queue = queue.Queue(maxsize=buffer)
         self._thread = threading.Thread(target=self._run, daemon=True, name=f"stream:{source}")
@@ -80,15 +85,22 @@ class LiveFrames:
                 with _open(self.source) as container:
                     stream = container.streams.video[0]
                     reformatter = av.video.reformatter.VideoReformatter()
+                    step = 1 / float(stream.average_rate or stream.guessed_rate or 25)
+                    last = None  # stream time of the previous frame
                     for frame in container.decode(stream):
                         if frame.time is None:
                             continue
                         first = float(frame.time) if first is None else first
                         t = offset + float(frame.time) - first
+                        if last is not None and t < last - RESTART_S:  # the source's clock started again
+                            self.restarts.append(round(last, 3))
+                            offset, first = last + step, float(frame.time)
+                            t = offset
+                        last = t
                         got_frames = True
                         if t + 1e-6 < next_t:
                             continue
-                        rgb = _to_rgb(frame, self.frame_size, reformatter)
+                        rgb = _to_rgb(frame, self.frame_size, reformatter, self.source)
                         self._put((t, square_crops(torch.from_numpy(rgb)[None], self.frame_size)[0, 0]))
                         next_t = t + 1 / self.rate
             except Exception as e:  # a source that cannot be opened or drops: reported, maybe reopened

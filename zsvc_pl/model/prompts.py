@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from zsvc_pl.labels import humanize_label
+from zsvc_pl.yaml_files import read_yaml
 
 # Template sets. "video" is the CLIP paper's single video prompt; "action" is a short ensemble
 # from the CLIP paper's UCF101/Kinetics prompts; "clip_ucf101" is that paper's full UCF101 set.
@@ -51,12 +52,16 @@ def load_templates(spec: str | list[str]) -> list[str]:
 
 def load_descriptions(path: str | Path) -> dict[str, list[str]]:
     """Per-class descriptions or synonyms from a YAML/JSON mapping ``class: [text, ...]``."""
-    import yaml
-
-    data = yaml.safe_load(Path(path).read_text())
+    data = read_yaml(path, "descriptions file")
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a mapping from class name to a description or list of descriptions")
-    return {str(k): [v] if isinstance(v, str) else [str(x) for x in v] for k, v in data.items()}
+    out = {}
+    for name, texts in data.items():
+        texts = [texts] if isinstance(texts, str) else texts
+        if not isinstance(name, str) or not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
+            raise ValueError(f"{path}: {name!r}: expected a class name with a text or a list of texts")
+        out[name] = texts
+    return out
 
 
 def class_texts(

@@ -24,6 +24,7 @@ from zsvc_pl.data.outputs import (
     Journal,
     OutputError,
     atomic_write_text,
+    check_writable,
     csv_text,
     file_stamp,
     output_lock,
@@ -73,6 +74,7 @@ class PredictionWriter(BasePredictionWriter):
         if trainer.is_global_zero:
             self._lock = ExitStack()
             try:
+                check_writable(target)  # a folder, a read-only or full disk: said now, not after the work
                 self._lock.enter_context(output_lock(target))
             except OutputError as e:
                 error = str(e)
