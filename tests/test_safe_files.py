@@ -155,3 +155,64 @@ def test_search_index_lists_unreadable_files_and_refuses_an_empty_folder(tiny_ck
     with pytest.raises(SystemExit) as e:  # before: "indexed 0 videos", exit 0
         search_main(["index", str(tmp_path / "empty"), *argv])
     assert e.value.code == 2 and "no video files under" in capsys.readouterr().err
+
+
+def test_runs_writing_one_folder_at_once_never_take_the_same_card(tmp_path):
+    import threading
+
+    barrier = threading.Barrier(8)
+
+    def write(i):
+        barrier.wait()
+        outputs.write_new(tmp_path, "run", ".json", f'{{"run": {i}}}')
+
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    cards = sorted(p.name for p in tmp_path.glob("run*.json"))
+    assert len(cards) == 8 and "run.json" in cards  # before: some runs took the same name, one card lost
+    assert sorted(p.read_text() for p in tmp_path.glob("run*.json")) == sorted(f'{{"run": {i}}}' for i in range(8))
+    assert not list(tmp_path.glob(".*"))
+
+
+def test_a_reused_run_folder_keeps_no_stale_errors_and_skips_are_not_one_line_each(tiny_ckpt, video_root,
+                                                                                   tmp_path, caplog):
+    from tests.test_cli import args
+
+    root = tmp_path / "data"
+    shutil.copytree(Path(video_root, "test"), root)
+    folder = next(p for p in root.iterdir() if p.is_dir())
+    for i in range(25):
+        (folder / f"broken{i}.mp4").write_bytes(b"\x00" * 100)
+    run = tmp_path / "run"
+    main(args("test", tiny_ckpt, root, run))
+    assert len(rows(run / "errors.csv")) == 25
+    skipped = [r.getMessage() for r in caplog.records if r.getMessage().startswith("skipped")]
+    assert len(skipped) == 20 and any("more videos skipped" in r.getMessage() for r in caplog.records)
+    for i in range(25):
+        (folder / f"broken{i}.mp4").unlink()
+    main(args("test", tiny_ckpt, root, run))
+    assert not (run / "errors.csv").exists()  # before: the first run's 25 errors stood beside the second's card
+    assert (run / "run.json").is_file() and (run / "run-2.json").is_file()
+
+
+def test_watch_and_compare_mistakes_are_one_line(tmp_path, capsys):
+    import json
+
+    from zsvc_pl.compare import main as compare_main
+    from zsvc_pl.watch import main as watch_main
+
+    (tmp_path / "labels.txt").write_text("a\nb\n")
+    with pytest.raises(SystemExit) as e:  # before: a traceback (IsADirectoryError) after loading the model
+        watch_main([str(tmp_path / "labels.txt"), "--labels", str(tmp_path / "labels.txt"), "--events",
+                    str(tmp_path), "--threshold", "0.5", "--model-name", "demo", "--pretrained", "demo"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 2 and err == [f"zsvc_pl watch: error: --events {tmp_path} is a folder: name a JSON Lines "
+                                         "file to append events to"]
+    (tmp_path / "list.json").write_text(json.dumps([1, 2]))
+    with pytest.raises(SystemExit) as e:  # before: AttributeError: 'list' object has no attribute 'items'
+        compare_main([str(tmp_path / "list.json"), str(tmp_path / "list.json")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 2 and len(err) == 1 and "is not a run card (a JSON object): it holds a list" in err[0]

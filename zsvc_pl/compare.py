@@ -24,11 +24,14 @@ def load_card(path: str | Path) -> dict:
             raise FileNotFoundError(f"no run card (run.json) in {path}: test or predict writes one there")
         path = cards[-1]
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        card = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise FileNotFoundError(f"run card not found: {path}") from None
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path} is not a run card ({e.msg} at line {e.lineno})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path} is not a run card ({getattr(e, 'msg', 'not UTF-8 text')})") from None
+    if not isinstance(card, dict):
+        raise ValueError(f"{path} is not a run card (a JSON object): it holds a {type(card).__name__}")
+    return card
 
 
 def flatten(card: dict, prefix: str = "") -> dict:

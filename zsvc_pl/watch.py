@@ -137,9 +137,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         check_settings(args.window, args.hop, args.frames, args.reconnects, args.hysteresis)  # before any file
+        if Path(args.events).is_dir():
+            raise ValueError(f"--events {args.events} is a folder: name a JSON Lines file to append events to")
         clf = ZeroShotVideoClassifier(args.model_name, args.pretrained, frame_size=args.frame_size, num_workers=0)
-        Path(args.events).parent.mkdir(parents=True, exist_ok=True)
-        with open(args.events, "a", encoding="utf-8") as out:
+        try:
+            Path(args.events).parent.mkdir(parents=True, exist_ok=True)
+            out = open(args.events, "a", encoding="utf-8")
+        except OSError as e:
+            raise ValueError(f"cannot write --events {args.events} ({e.strerror})") from None
+        with out:
             summary = watch(clf, args.source, args.labels, out, args.threshold, args.window, args.hop,
                             args.frames, args.hysteresis, args.reconnects)
     except (ValueError, FileNotFoundError, RuntimeError) as e:

@@ -36,8 +36,36 @@ def atomic_write(target: str | Path, write: Callable[[BinaryIO], None], durable:
     random name (``O_EXCL``, so a link planted in the folder is never followed) and the target itself is
     replaced, never opened, so a link at the target's name is replaced, not written through. ``durable=False``
     skips the fsyncs, for files whose readers check them and can make them again (the feature cache): still
-    atomic, not crash-proof."""
+    atomic, not crash-proof. A full or read-only disk raises ``OutputError`` naming the target."""
     target = Path(target)
+    with _temporary(target, write, durable) as tmp:
+        os.replace(tmp, target)
+    if durable:
+        fsync_folder(target.parent)
+
+
+def write_new(folder: str | Path, stem: str, suffix: str, text: str) -> Path:
+    """Write ``text`` to ``<stem><suffix>``, or ``<stem>-2<suffix>``, ... : the first name no file holds, claimed
+    atomically (a hard link fails where the name exists), so two runs writing into one folder at once never
+    take the same name and never overwrite an earlier file. Returns the path written."""
+    folder = Path(folder)
+    with _temporary(folder / f"{stem}{suffix}", lambda f: f.write(text.encode(**ENCODING)), True) as tmp:
+        n = 1
+        while True:
+            target = folder / (f"{stem}{suffix}" if n == 1 else f"{stem}-{n}{suffix}")
+            try:
+                os.link(tmp, target)
+                break
+            except FileExistsError:
+                n += 1
+    fsync_folder(folder)
+    return target
+
+
+@contextmanager
+def _temporary(target: Path, write: Callable[[BinaryIO], None], durable: bool) -> Iterator[Path]:
+    """A temporary file beside ``target`` holding what ``write`` wrote (fsynced when ``durable``), removed after
+    the block whatever happens; disk errors become one ``OutputError`` naming ``target``."""
     tmp = None
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -49,16 +77,15 @@ def atomic_write(target: str | Path, write: Callable[[BinaryIO], None], durable:
             f.flush()
             if durable:
                 os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException as e:
-        if tmp is not None:
-            tmp.unlink(missing_ok=True)
-        if isinstance(e, OSError) and e.errno in _CANNOT_WRITE:
+        yield tmp
+    except OSError as e:
+        if e.errno in _CANNOT_WRITE:
             raise OutputError(f"cannot write {target} ({e.strerror}): free space, make the folder writable or "
                               "choose another output") from None
         raise
-    if durable:
-        fsync_folder(target.parent)
+    finally:
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
 
 
 def check_writable(target: str | Path) -> None:

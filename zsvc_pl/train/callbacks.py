@@ -66,6 +66,8 @@ class RunReport(Callback):
         path = run_dir(trainer) / "errors.csv"
         if errors and trainer.is_global_zero:
             atomic_write_text(path, csv_text(["path", "reason"], errors))
+        elif trainer.is_global_zero:  # an earlier run's list would read as this run's (its run card keeps the count)
+            path.unlink(missing_ok=True)
         return errors, path
 
     def _end(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from lightning import Callback, LightningModule, Trainer
 
-from zsvc_pl.data.outputs import atomic_write_text
+from zsvc_pl.data.outputs import write_new
 from zsvc_pl.model.backbone import state_digest, weights_digest
 from zsvc_pl.train.callbacks import gather_lists
 
@@ -60,15 +60,6 @@ def learned_digest(pl_module: LightningModule) -> str | None:
     return state_digest(state) if state else None
 
 
-def card_path(folder: Path) -> Path:
-    """``run.json``, or ``run-2.json``, ... when an earlier run wrote into the same folder (never overwritten)."""
-    path, n = folder / "run.json", 1
-    while path.exists():
-        n += 1
-        path = folder / f"run-{n}.json"
-    return path
-
-
 class RunCard(Callback):
     """Writes ``run.json`` in the run folder at the end of ``test`` and ``predict`` (rank 0, atomically)."""
 
@@ -92,7 +83,7 @@ class RunCard(Callback):
             "metrics": {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(f"{stage}/")},
             "predictions": dict(sorted(predictions.items())),
         }
-        atomic_write_text(card_path(folder), json.dumps(card, indent=1))
+        write_new(folder, "run", ".json", json.dumps(card, indent=1))  # run.json, run-2.json, ... never overwritten
 
     def on_test_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         pl_module.video_predictions = {}

@@ -25,6 +25,7 @@ from zsvc_pl.train.metrics import StageMetrics
 from zsvc_pl.train.optim import adamw_warmup_cosine
 
 log = logging.getLogger(__name__)
+WARNED_SKIPS = 20  # skipped videos named on the console per stage; errors.csv lists them all
 # By design: checkpoints hold no backbone weights, and the frozen backbone stays in eval mode.
 warnings.filterwarnings("ignore", message=r"Found keys that are in the model state dict but not in the checkpoint: "
                                           r"\['model\.backbone")
@@ -276,8 +277,11 @@ class VideoClassificationTask(LightningModule):
 
     def _collect_errors(self, batch: dict) -> None:
         for path, reason in batch.get("errors", []):
-            log.warning("skipped %s: %s", path, reason)
             self.decode_errors.append((path, reason))
+            if len(self.decode_errors) <= WARNED_SKIPS:
+                log.warning("skipped %s: %s", path, reason)
+            elif len(self.decode_errors) == WARNED_SKIPS + 1:  # 50,000 broken files are not 50,000 lines
+                log.warning("more videos skipped: each is listed with its reason in errors.csv at the end")
 
     def configure_optimizers(self) -> dict:
         params = [p for p in self.parameters() if p.requires_grad]
