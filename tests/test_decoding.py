@@ -293,7 +293,7 @@ def test_one_scaler_per_video_gives_the_pixels_of_a_per_frame_conversion(ramp_vi
         w, h = scaled_size(frames[0].width, frames[0].height, short_side)
         for frame in frames:
             expected = frame.to_ndarray(format="rgb24", width=w, height=h)
-            assert np.array_equal(_to_rgb(frame, short_side, reformatter), expected)
+            assert np.array_equal(_to_rgb(frame, short_side, reformatter, ramp_video), expected)
 
 
 def test_mpeg_ts_frames_are_the_frames_asked_for(tmp_path):

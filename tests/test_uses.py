@@ -198,7 +198,7 @@ def test_moderation_abstains_on_videos_that_show_none_of_its_labels(demo_model, 
 
 def test_rules_are_validated(tmp_path):
     bad = tmp_path / "r.yaml"
-    for text, words in [("flags:\n  a gun: high\n", "flag 'a gun': threshold 'high' is not a number"),
+    for text, words in [("flags:\n  a gun: high\n", "flag 'a gun': threshold: 'high' is not a number"),
                         ("flags: [a gun]\n", "no 'flags'"), ("flags:\n  x: 0.5\nothers: a cat\n", "must be a list"),
                         ("flags: {x: 0.5\n", "not valid YAML"),
                         ("flags:\n  x: 0.5\nabstian: 0.6\n", "unknown key\\(s\\) 'abstian'")]:
@@ -210,7 +210,7 @@ def test_rules_are_validated(tmp_path):
 def test_rules_thresholds_and_flags(tmp_path):
     bad = tmp_path / "r.yaml"
     bad.write_text("flags:\n  x: 1.5\n")
-    with pytest.raises(ValueError, match="thresholds"):
+    with pytest.raises(ValueError, match=r"flag 'x': threshold: 1.5 is outside \[0, 1\]"):
         load_rules(bad)
     bad.write_text("others: [a]\n")
     with pytest.raises(ValueError, match="no 'flags'"):

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from zsvc_pl.data.outputs import atomic_write, remove_stale_temporaries
+from zsvc_pl.data.outputs import OutputError, atomic_write, remove_stale_temporaries
 
 STALE_S = 3600  # a temporary entry this old belongs to a killed writer (a write takes milliseconds)
 
@@ -32,9 +32,13 @@ class FeatureCache:
 
     def __init__(self, folder: str | Path) -> None:
         self.folder = Path(folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
-        for sub in self.folder.iterdir():  # entries that killed writers left half-written
-            remove_stale_temporaries(sub, min_age_s=STALE_S)
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            for sub in self.folder.iterdir():  # entries that killed writers left half-written
+                remove_stale_temporaries(sub, min_age_s=STALE_S)
+        except OSError as e:
+            raise OutputError(f"cannot use {self.folder} as a feature cache ({e.strerror}): give a writable "
+                              "folder") from None
         self.backbone: str | None = None
         self.dim: int | None = None
         self._resolved: dict[str, str] = {}  # path as given -> absolute path (resolving costs more than the read)
