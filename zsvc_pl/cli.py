@@ -190,10 +190,18 @@ def main(args: ArgsType = None, run: bool = True) -> ZsvcCLI:
 
 def console() -> int:
     """The ``zsvc`` console script and ``python -m zsvc_pl``: exit code 0 after a successful run. ``watch``
-    (a live source, no dataset or trainer) has its own parser in ``zsvc_pl.watch``."""
+    (a live source, no dataset or trainer) has its own parser in ``zsvc_pl.watch``; the library's verbs
+    (``index``, ``search``, ``like``, ``tag``, ``moderate``, ``export``, ``status``) theirs in
+    ``zsvc_pl.library.cli``."""
+    from zsvc_pl.library.cli import VERBS
+
     if sys.argv[1:2] == ["watch"]:
         from zsvc_pl.watch import main as watch_main
 
         return watch_main(sys.argv[2:])
+    if sys.argv[1:2] and sys.argv[1] in VERBS:
+        from zsvc_pl.library.cli import main as library_main
+
+        return library_main(sys.argv[1:])
     main()
     return 0

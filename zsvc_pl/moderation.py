@@ -23,29 +23,18 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 from zsvc_pl.data.annotations import list_videos
 from zsvc_pl.data.decoding import VideoDecodeError
 from zsvc_pl.data.outputs import atomic_write_text, check_writable, csv_text
+from zsvc_pl.timeline import Flag
 from zsvc_pl.yaml_files import number, read_yaml
 
 if TYPE_CHECKING:
     from zsvc_pl.api import ZeroShotVideoClassifier
-
-
-@dataclass
-class Flag:
-    """One label that passed its threshold in one video, and when."""
-
-    path: str
-    label: str
-    score: float
-    peak_s: float
-    start_s: float
-    end_s: float
 
 
 def load_rules(path: str | Path) -> tuple[dict[str, float], list[str], float | None]:
@@ -89,13 +78,7 @@ def flag_videos(model: ZeroShotVideoClassifier, videos: Sequence[str], flags: di
         except VideoDecodeError as e:
             errors.append((e.path, e.reason))
             continue
-        tl = tl.abstaining(abstain) if abstain is not None else tl
-        for label, threshold in flags.items():
-            span = tl.span(label, threshold)
-            if span:
-                peak_s, score = tl.peak(label)
-                found.append(Flag(str(path), label, round(score, 4), round(peak_s, 2), round(span[0], 2),
-                                  round(span[1], 2)))
+        found += tl.flags(flags, abstain)
     return found, errors
 
 

@@ -18,6 +18,18 @@ from zsvc_pl.model.video_text import VideoTextModel
 
 
 @dataclass
+class Flag:
+    """One label that passed its threshold in one video, and when."""
+
+    path: str
+    label: str
+    score: float
+    peak_s: float
+    start_s: float
+    end_s: float
+
+
+@dataclass
 class Timeline:
     """Per-frame scores of one video: ``scores[t, c]`` is the softmax over labels of frame ``t`` alone."""
 
@@ -56,6 +68,19 @@ class Timeline:
         while hi < len(s) - 1 and s[hi + 1] >= threshold:
             hi += 1
         return float(self.times[lo]), float(self.times[hi])
+
+    def flags(self, thresholds: dict[str, float], abstain: float | None = None) -> list[Flag]:
+        """The labels whose score passes their threshold, each with its peak and the span around it; with
+        ``abstain``, frames far from every label flag nothing."""
+        tl = self.abstaining(abstain) if abstain is not None else self
+        found = []
+        for label, threshold in thresholds.items():
+            span = tl.span(label, threshold)
+            if span:
+                peak_s, score = tl.peak(label)
+                found.append(Flag(self.path, label, round(score, 4), round(peak_s, 2), round(span[0], 2),
+                                  round(span[1], 2)))
+        return found
 
 
 @torch.inference_mode()

@@ -1,0 +1,207 @@
+"""The library: filled once, every use answered from the store without opening a video, resumable, never mixed."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import lock_held_elsewhere
+from zsvc_pl.data import reader as reader_module
+from zsvc_pl.library import Library, LibraryError
+from zsvc_pl.library import library as library_module
+from zsvc_pl.library.store import Store
+from zsvc_pl.moderation import flag_videos
+
+CLASSES = [("red", "circle", "left"), ("blue", "square", "top"), ("green", "triangle", "bottom"),
+           ("yellow", "cross", "right")]
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory) -> Path:
+    from zsvc_pl.demo.world import generate_dataset
+
+    root = tmp_path_factory.mktemp("libvideos")
+    generate_dataset(root / "v", {"lib": 3}, classes=CLASSES, size=64, num_frames=8, labels="static")
+    (root / "v" / "broken.mp4").write_bytes(b"\x00" * 600)
+    return root / "v"
+
+
+@pytest.fixture(scope="module")
+def demo_inline(demo_model):
+    """The demo classifier decoding in this process (the command-line test starts decoding workers)."""
+    from zsvc_pl import ZeroShotVideoClassifier
+
+    return ZeroShotVideoClassifier(model=demo_model.model, num_frames=8, num_workers=0)
+
+
+@pytest.fixture(scope="module")
+def filled(demo_inline, videos, tmp_path_factory) -> Library:
+    lib = Library.create(tmp_path_factory.mktemp("lib") / "lib", "demo", "demo", 8, model=demo_inline)
+    lib.index(videos, log=None)
+    return lib
+
+
+def no_decoding(monkeypatch):
+    """Any attempt to open or read a video fails the test."""
+    def refuse(*a, **k):
+        raise AssertionError("a query opened a video")
+
+    monkeypatch.setattr(reader_module, "open_video", refuse)
+    monkeypatch.setattr(reader_module.FrameReader, "read", refuse)
+    monkeypatch.setattr(reader_module.FrameReader, "times", refuse)
+
+
+def test_every_use_answers_from_the_store_without_opening_a_video(filled, demo_model, videos, monkeypatch):
+    paths = sorted(str(p) for p in videos.rglob("*.mp4") if p.name != "broken.mp4")
+    labels = [" ".join(c[:2]) for c in CLASSES]
+    labels = [f"a {x}" for x in labels]
+    expected = {p: r[0][0] for p, r in zip(paths, demo_model.classify(paths, labels))}
+    no_decoding(monkeypatch)
+    status = filled.status()
+    assert status["videos"] == 12 and status["unreadable"] == 1 and status["segments"] == 12 * 8
+    assert [p for p, _ in filled.unreadable()] == [str(videos / "broken.mp4")]
+    tags = filled.tag(labels, top_k=2)
+    assert [t["path"] for t in tags] == paths
+    assert {t["path"]: t["labels"][0] for t in tags} == expected  # the same top label as classifying the files
+    hits = filled.search("a photo of a yellow cross", top_k=3)
+    assert all("yellow cross" in h.path for h in hits) and hits[0].score >= hits[-1].score
+    moments = filled.moments("a photo of a green triangle", top_k=3)
+    assert len(moments) == 3 and all("green triangle" in m.path for m in moments)
+    assert all(0 <= m.start < m.end <= 2.2 for m in moments)
+    like = filled.like(hits[0].path, top_k=2)
+    assert hits[0].path not in [h.path for h in like] and all("yellow cross" in h.path for h in like)
+    assert filled.like(hits[0].path, top_k=2, start=0.0, end=1.0)
+    exported = filled.export()
+    assert exported.num_rows == 13 and "vector" not in exported.column_names
+
+
+def test_moderation_from_the_store_matches_moderation_from_the_files(filled, demo_model, videos):
+    thresholds, others = {"a red circle": 0.5}, ["a blue square", "a green triangle", "a yellow cross"]
+    stored, unreadable = filled.flags(thresholds, others)
+    paths = sorted(str(p) for p in videos.rglob("*.mp4"))
+    decoded, errors = flag_videos(demo_model, paths, thresholds, others)
+    assert {(f.path, f.label, f.start_s, f.end_s) for f in stored} == {
+        (f.path, f.label, f.start_s, f.end_s) for f in decoded}
+    assert max(abs(a.score - b.score) for a, b in zip(sorted(stored, key=lambda f: f.path),
+                                                    sorted(decoded, key=lambda f: f.path))) < 2e-3  # float16
+    assert [p for p, _ in unreadable] == [p for p, _ in errors]  # never reported as clean
+
+
+def test_a_killed_index_resumes_with_every_video_exactly_once(demo_inline, videos, tmp_path, monkeypatch):
+    monkeypatch.setattr(library_module, "INDEX_CHUNK", 4)
+    real_add = Store.add
+    for kill_at in ("segments", "videos", "second commit"):
+        folder = tmp_path / kill_at.replace(" ", "_")
+        calls = []
+
+        def add(self, rows, vectors, segments, kill_at=kill_at):
+            calls.append(1)
+            if kill_at == "second commit" and len(calls) == 2:
+                raise KeyboardInterrupt
+            if kill_at == "videos" and len(calls) == 1:  # segments written, the video rows not
+                real_add(self, [], vectors[:0], segments)
+                raise KeyboardInterrupt
+            if kill_at == "segments" and len(calls) == 1:
+                raise KeyboardInterrupt
+            real_add(self, rows, vectors, segments)
+
+        monkeypatch.setattr(Store, "add", add)
+        lib = Library.create(folder, "demo", "demo", 8, model=demo_inline)
+        with pytest.raises(KeyboardInterrupt):
+            lib.index(videos, batch_size=4, log=None)
+        monkeypatch.setattr(Store, "add", real_add)
+        counts = lib.index(videos, batch_size=4, log=None)
+        assert counts["kept"] == (4 if kill_at == "second commit" else 0)
+        paths = lib.store.scan("videos", ["path"])["path"].to_pylist()
+        segments = lib.store.scan("segments", ["path"])["path"].to_pylist()
+        assert len(paths) == len(set(paths)) == 13, kill_at
+        assert sorted(set(segments)) == sorted(p for p in paths if not p.endswith("broken.mp4"))
+        assert all(segments.count(p) == 8 for p in set(segments)), kill_at
+
+
+def test_changed_deleted_and_new_files_and_a_query_during_index(demo_inline, videos, tmp_path, monkeypatch):
+    root = tmp_path / "v"
+    shutil.copytree(videos, root)
+    lib = Library.create(tmp_path / "lib", "demo", "demo", 8, model=demo_inline)
+    lib.index(root, log=None)
+    clips = sorted(p for p in root.rglob("*.mp4") if p.name != "broken.mp4")
+    shutil.copy(clips[1], clips[0])  # replaced by another video
+    clips[2].unlink()
+    (root / "broken.mp4").unlink()
+    shutil.copy(clips[3], root / "new.mp4")
+    seen = []
+    real_add = Store.add
+
+    def add_then_query(self, rows, vectors, segments):
+        real_add(self, rows, vectors, segments)
+        seen.append(Library.open(lib.store.folder, demo_inline).status()["videos"])  # another reader
+
+    monkeypatch.setattr(Store, "add", add_then_query)
+    monkeypatch.setattr(library_module, "INDEX_CHUNK", 1)
+    counts = lib.index(root, batch_size=1, log=None)
+    assert counts == {"kept": 10, "added": 2, "unreadable": 0, "dropped": 2}
+    assert seen == [11, 12]  # each commit visible to another reader at once
+    rows = lib.store.scan("videos", ["path", "size"])
+    assert sorted(rows["path"].to_pylist()) == sorted(str(p) for p in root.rglob("*.mp4"))
+    assert lib.unreadable() == []
+    vec = lib.store.scan("videos", ["path", "vector"], f"path = '{clips[0]}'")
+    other = lib.store.scan("videos", ["path", "vector"], f"path = '{clips[1]}'")
+    assert np.allclose(library_module._matrix(vec["vector"]), library_module._matrix(other["vector"]))
+
+
+def test_a_library_never_mixes_two_models_and_one_writer_at_a_time(demo_model, tiny_model, videos, tmp_path):
+    folder = tmp_path / "lib"
+    Library.create(folder, "demo", "demo", 8, model=demo_model)
+    with pytest.raises(LibraryError, match="other settings"):
+        Library.create(folder, "tiny", "tiny", 4, model=tiny_model)
+    with pytest.raises(LibraryError, match="a library never mixes two"):
+        Library.open(folder, tiny_model)
+    with lock_held_elsewhere(folder / "library"):
+        with pytest.raises(RuntimeError, match="being written by another run"):
+            Library.open(folder, demo_model).index(videos, log=None)
+    (tmp_path / "notlib").mkdir()
+    (tmp_path / "notlib" / "x.txt").write_text("mine")
+    with pytest.raises(LibraryError, match="not a zsvc_pl library"):
+        Library.create(tmp_path / "notlib", "demo", "demo", 8, model=demo_model)
+
+
+def test_the_command_line_fills_queries_and_reports_damage_in_one_line(videos, tmp_path, monkeypatch, capsys):
+    from zsvc_pl.library.cli import main as zsvc_main
+
+    monkeypatch.chdir(tmp_path)
+    lib = tmp_path / "lib"
+    res = subprocess.run([sys.executable, "-m", "zsvc_pl", "index", str(lib), "--videos", str(videos),
+                          "--model.model_name", "demo", "--model.pretrained", "demo"], capture_output=True,
+                         text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert "12 added, 0 unchanged, 0 dropped, 1 unreadable" in res.stdout
+    assert f"unreadable {videos / 'broken.mp4'}:" in res.stderr
+
+    def zsvc(*args):
+        try:
+            code = zsvc_main([str(a) for a in args])
+        except SystemExit as e:
+            code = e.code
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    code, out, _ = zsvc("search", lib, "a photo of a red circle", "--top-k", "2", "--json")
+    hits = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and len(hits) == 2 and all("red circle" in h["path"] for h in hits)
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("flags: {a red circle: 0.5}\nothers: [a blue square]\n")
+    code, _, err = zsvc("moderate", lib, "--rules", rules, "--out", tmp_path / "flags.csv")
+    assert code == 1 and "1 unreadable video(s) not checked" in err  # never "clean"
+    code, _, _ = zsvc("export", lib, "--out", tmp_path / "videos.parquet")
+    assert code == 0 and (tmp_path / "videos.parquet").is_file()
+    (lib / "library.json").write_text("{broken")
+    code, _, err = zsvc("search", lib, "a red circle")
+    assert code == 2 and err.strip().splitlines() == [
+        f"zsvc search: error: {lib / 'library.json'} is damaged: it is not JSON"]
+    code, _, err = zsvc("search", tmp_path / "nowhere", "x")
+    assert code == 2 and "is not a zsvc_pl library" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["flags.csv", "lib", "rules.yaml", "videos.parquet"]

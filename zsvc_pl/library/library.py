@@ -1,0 +1,283 @@
+"""A video library: filled once per video, answering every use from its store without decoding again.
+
+    lib = Library.open("mylib")                   # or Library.create("mylib", model_name=..., pretrained=...)
+    lib.index("/videos")                          # new and changed files; deleted ones dropped; resumable
+    lib.search("a person riding a horse")         # videos, best first
+    lib.moments("a dog jumps")                    # (path, start, end, score) per video
+    lib.like("/videos/horse.mp4", start=12, end=15)
+    lib.tag(["cooking", "sport", "music"])        # every video against any label list, from stored vectors
+    lib.flags({"a fight": 0.6}, others=["a talk"])  # moderation with spans; unreadable files are listed apart
+
+Only ``index`` reads video files. Queries read the store (``zsvc_pl.library.store``) and the text tower; the
+video embedding is the one classification uses (mean of the sampled frames' features, L2-normalised), and each
+sampled frame is a segment with its time, so moments, "like this moment" and moderation spans come from the
+same rows.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Sequence
+
+import numpy as np
+import pyarrow as pa
+import torch
+
+from zsvc_pl.api import ZeroShotVideoClassifier
+from zsvc_pl.data.annotations import list_videos
+from zsvc_pl.data.outputs import file_stamp, output_lock
+from zsvc_pl.library.store import LibraryError, Store, quote
+from zsvc_pl.timeline import Flag, Timeline
+
+INDEX_CHUNK = 64  # videos encoded between two commits: a kill loses at most this many
+
+
+@dataclass
+class Hit:
+    path: str
+    score: float
+
+
+@dataclass
+class Moment:
+    path: str
+    start: float
+    end: float
+    score: float
+
+
+class Library:
+    """One library folder and the model that filled it (built when a query first needs its text tower)."""
+
+    def __init__(self, store: Store, model: ZeroShotVideoClassifier | None = None) -> None:
+        self.store = store
+        self._model = model
+        if model is not None:
+            self._check(model)
+
+    @classmethod
+    def create(cls, folder: str | Path, model_name: str = "ViT-B-32", pretrained: str | None = "openai",
+               num_frames: int = 8, model: ZeroShotVideoClassifier | None = None) -> "Library":
+        """A new library filled by this backbone and frame count (or the existing one with the same settings)."""
+        model = model or ZeroShotVideoClassifier(model_name, pretrained, num_frames=num_frames)
+        settings = {"model_name": model_name, "pretrained": pretrained, "backbone": model.backbone_identity,
+                    "sampling": model.reader().sampling_key, "num_frames": model.num_frames,
+                    "dim": model.model.embed_dim}
+        return cls(Store.create(folder, settings), model)
+
+    @classmethod
+    def open(cls, folder: str | Path, model: ZeroShotVideoClassifier | None = None) -> "Library":
+        return cls(Store.open(folder), model)
+
+    @property
+    def model(self) -> ZeroShotVideoClassifier:
+        if self._model is None:
+            s = self.store.settings
+            self._model = ZeroShotVideoClassifier(s["model_name"], s["pretrained"], num_frames=s["num_frames"])
+            self._check(self._model)
+        return self._model
+
+    def _check(self, model: ZeroShotVideoClassifier) -> None:
+        s = self.store.settings
+        if model.backbone_identity != s["backbone"] or model.reader().sampling_key != s["sampling"]:
+            raise LibraryError(f"{self.store.folder} was filled with backbone {s['backbone']} and sampling "
+                               f"{s['sampling']}; the model given is {model.backbone_identity} with "
+                               f"{model.reader().sampling_key}: a library never mixes two")
+
+    # --- filling --------------------------------------------------------------------------------------
+    def index(self, source: str | Path | Sequence[str], batch_size: int = 8, log: IO[str] | None = sys.stderr) -> dict:
+        """Make the library hold exactly the videos under ``source``: encode new and changed files, drop deleted
+        ones, record unreadable ones with their reason. Commits every ``INDEX_CHUNK`` videos, so a killed run
+        resumes where it stopped; a second ``index`` while one runs is refused. Returns counts."""
+        videos = list_videos(source) if isinstance(source, (str, Path)) else [str(v) for v in source]
+        if not videos:
+            raise LibraryError(f"no video files under {source}: nothing to index")
+        with output_lock(self.store.folder / "library"):
+            stored = self.store.stamps()
+            stamps = {p: file_stamp(p) for p in videos}  # taken before reading: a change during the read shows next
+            listed = set(videos)
+            todo = [p for p in videos if p not in stored or list(stored[p]) != stamps[p]]
+            orphans = set(self.store.scan("segments", ["path"])["path"].to_pylist()) - set(stored)
+            self.store.delete([p for p in stored if p not in listed or p in set(todo)] + sorted(orphans))
+            counts = {"kept": len(videos) - len(todo), "added": 0, "unreadable": 0,
+                      "dropped": len([p for p in stored if p not in listed])}
+            start, reader = time.perf_counter(), self.model.reader()
+            todo = [p for p in todo if stamps[p] is not None]  # gone since it was listed
+            errors: list[tuple[str, str]] = []
+            pending: list[tuple[int, np.ndarray, np.ndarray]] = []
+            done = 0
+
+            def commit() -> None:
+                nonlocal done
+                rows = [{"path": todo[i], "size": stamps[todo[i]][0], "mtime_ns": stamps[todo[i]][1],
+                         "status": "ok", "reason": ""} for i, _, _ in pending]
+                rows += [{"path": p, "size": stamps[p][0], "mtime_ns": stamps[p][1], "status": "unreadable",
+                          "reason": r} for p, r in errors]
+                vectors = np.stack([v for _, v, _ in pending] + [np.zeros(self.store.settings["dim"])] * len(errors))
+                self.store.add(rows, vectors, [(todo[i], reader.times(todo[i]), f) for i, _, f in pending])
+                counts["added"] += len(pending)
+                counts["unreadable"] += len(errors)
+                done += len(pending) + len(errors)
+                pending.clear()
+                errors.clear()
+                if log is not None:
+                    rate = done / max(time.perf_counter() - start, 1e-9)
+                    print(f"index: {done}/{len(todo)} videos, {rate:.1f}/s, about "
+                          f"{(len(todo) - done) / max(rate, 1e-9):.0f} s left", file=log, flush=True)
+
+            # one set of decoding workers for the whole run, started by forkserver: the database's threads live
+            # in this process, and a forked child would inherit them mid-state
+            start_method = "forkserver" if "forkserver" in mp.get_all_start_methods() else None
+            for rows, v, f in self.model.encode_batches(todo, batch_size, errors=errors, start_method=start_method):
+                pending += [(i, a.numpy(), b.numpy()) for i, a, b in zip(rows.tolist(), v, f)]
+                if len(pending) + len(errors) >= INDEX_CHUNK:
+                    commit()
+            if pending or errors:
+                commit()
+        return counts
+
+    # --- reading ----------------------------------------------------------------------------------------
+    def unreadable(self) -> list[tuple[str, str]]:
+        """The files ``index`` could not read, with their reasons."""
+        t = self.store.scan("videos", ["path", "reason"], "status = 'unreadable'")
+        return sorted(zip(t["path"].to_pylist(), t["reason"].to_pylist()))
+
+    def status(self) -> dict:
+        """How many videos, segments and unreadable files the library holds, and what filled it."""
+        videos = self.store.table("videos")
+        return {"videos": videos.count_rows("status = 'ok'"), "unreadable": videos.count_rows("status = 'unreadable'"),
+                "segments": self.store.table("segments").count_rows(), **self.store.settings}
+
+    def _text(self, query: str) -> np.ndarray:
+        return self.model.encode_labels([query])[0].float().cpu().numpy()
+
+    def _nearest(self, table: str, vector: np.ndarray, limit: int, where: str | None) -> pa.Table:
+        query = self.store.table(table).search(vector.astype(np.float32)).metric("dot").limit(limit)
+        query = query.where(where, prefilter=True) if where else query
+        columns = [c for c in ("path", "t") if c in self.store.table(table).schema.names]
+        return query.select(columns + ["_distance"]).to_arrow()
+
+    def search(self, query: str, top_k: int = 10) -> list[Hit]:
+        """The ``top_k`` videos most similar to a text (cosine), best first."""
+        return self._videos_near(self._text(query), top_k)
+
+    def _videos_near(self, vector: np.ndarray, top_k: int, exclude: str | None = None) -> list[Hit]:
+        _check_k(top_k)
+        where = "status = 'ok'" + (f" AND path != {quote(exclude)}" if exclude else "")
+        found = self._nearest("videos", vector, top_k, where)
+        return [Hit(p, round(1.0 - d, 6)) for p, d in zip(found["path"].to_pylist(), found["_distance"].to_pylist())]
+
+    def moments(self, query: str, top_k: int = 10) -> list[Moment]:
+        """The best moment of each of the ``top_k`` videos where ``query`` holds best: the stretch of frames
+        around the video's best frame scoring at least halfway between its lowest frame and that peak, padded by
+        half a frame step (as ``zsvc_pl.search`` defines it)."""
+        _check_k(top_k)
+        text = self._text(query)
+        limit, best = top_k * 16, []
+        while True:  # the nearest segments, until they name top_k videos (or all there are)
+            found = self._nearest("segments", text, limit, None)
+            best = list(dict.fromkeys(found["path"].to_pylist()))[:top_k]
+            if len(best) >= top_k or found.num_rows < limit:
+                break
+            limit *= 4
+        if not best:
+            return []
+        rows = self.store.scan("segments", ["path", "t", "vector"], "path IN (" + ", ".join(map(quote, best)) + ")")
+        vectors = _matrix(rows["vector"])
+        scores = vectors @ text
+        paths, times = np.array(rows["path"].to_pylist()), rows["t"].to_numpy()
+        out = []
+        for path in best:
+            mask = paths == path
+            order = np.argsort(times[mask])
+            s, t = scores[mask][order], times[mask][order]
+            peak = int(s.argmax())
+            level, lo, hi = s.min() + (s[peak] - s.min()) / 2, peak, peak
+            while lo > 0 and s[lo - 1] >= level:
+                lo -= 1
+            while hi < len(s) - 1 and s[hi + 1] >= level:
+                hi += 1
+            half = float(t[1] - t[0]) / 2 if len(t) > 1 else 0.0
+            out.append(Moment(path, round(max(0.0, float(t[lo]) - half), 3), round(float(t[hi]) + half, 3),
+                              round(float(s[peak]), 6)))
+        return sorted(out, key=lambda m: -m.score)
+
+    def like(self, video: str, top_k: int = 10, start: float | None = None, end: float | None = None) -> list[Hit]:
+        """The ``top_k`` videos most like a library video (itself left out), or like its moment between
+        ``start`` and ``end`` seconds (the mean of its frames there). A video outside the library is encoded."""
+        video = str(video)
+        where = f"path = {quote(video)}"
+        if start is None and end is None:
+            row = self.store.scan("videos", ["vector"], where + " AND status = 'ok'")
+            vector = _matrix(row["vector"])[0] if row.num_rows else self.model.encode_videos([video])[0].numpy()
+        else:
+            rows = self.store.scan("segments", ["t", "vector"], where)
+            if rows.num_rows:
+                t, frames = rows["t"].to_numpy(), _matrix(rows["vector"])
+            else:
+                frames = self.model.encode_videos_and_frames([video])[1][0].numpy()
+                t = np.array(self.model.reader().times(video))
+            inside = (t >= (start or 0.0)) & (t <= (end if end is not None else np.inf))
+            if not inside.any():
+                raise LibraryError(f"{video}: no indexed frame between {start} s and {end} s (frames at "
+                                   f"{', '.join(f'{x:.2f}' for x in sorted(t)[:8])} s ...)")
+            vector = frames[inside].mean(0)
+            vector = vector / np.linalg.norm(vector)
+        return self._videos_near(vector, top_k, exclude=video)
+
+    def tag(self, labels: Sequence[str], top_k: int = 3) -> list[dict]:
+        """Every readable video's ``top_k`` labels with their probabilities (softmax over ``labels`` of the
+        stored embeddings, as zero-shot classification scores them), in path order."""
+        _check_k(top_k)
+        text = self.model.encode_labels(list(labels)).float().cpu()
+        rows = self.store.scan("videos", ["path", "vector"], "status = 'ok'")
+        if not rows.num_rows:
+            return []
+        probs = (self.model.model.logit_scale * torch.from_numpy(_matrix(rows["vector"])) @ text.T).softmax(-1)
+        scores, idx = probs.topk(min(top_k, len(labels)), dim=-1)
+        out = [{"path": p, "labels": [labels[j] for j in i], "scores": [round(x, 6) for x in s]}
+               for p, i, s in zip(rows["path"].to_pylist(), idx.tolist(), scores.tolist())]
+        return sorted(out, key=lambda r: r["path"])
+
+    def timelines(self, labels: Sequence[str]) -> list[Timeline]:
+        """Per-frame label scores of every readable video, from its stored frames (what ``explain`` and
+        moderation read, without decoding)."""
+        text = self.model.encode_labels(list(labels)).float().cpu().numpy()
+        rows = self.store.scan("segments", ["path", "t", "vector"])
+        if not rows.num_rows:
+            return []
+        similarity = _matrix(rows["vector"]) @ text.T
+        scores = torch.from_numpy(float(self.model.model.logit_scale) * similarity).softmax(-1).numpy()
+        paths, times = np.array(rows["path"].to_pylist()), rows["t"].to_numpy()
+        order = np.lexsort((times, paths))
+        paths, times, scores, similarity = paths[order], times[order], scores[order], similarity[order]
+        bounds = np.flatnonzero(np.r_[True, paths[1:] != paths[:-1], True])
+        return [Timeline(str(paths[a]), list(labels), times[a:b].astype(float), scores[a:b], np.empty(0),
+                         similarity[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
+
+    def flags(self, thresholds: dict[str, float], others: Sequence[str] = (),
+              abstain: float | None = None) -> tuple[list[Flag], list[tuple[str, str]]]:
+        """Moderation from the store: the flags of every readable video (with spans), and the unreadable files,
+        which were not checked and are never reported as clean."""
+        labels = list(thresholds) + [o for o in others if o not in thresholds]
+        found = [f for tl in self.timelines(labels) for f in tl.flags(thresholds, abstain)]
+        return found, self.unreadable()
+
+    def export(self) -> pa.Table:
+        """The videos table without vectors (path, size, mtime_ns, status, reason), for CSV, Parquet or JSON."""
+        return self.store.scan("videos", ["path", "size", "mtime_ns", "status", "reason"]).sort_by("path")
+
+
+def _matrix(column: pa.ChunkedArray) -> np.ndarray:
+    """A fixed-size-list column of vectors as a float32 matrix ``[N, D]``."""
+    flat = column.combine_chunks()
+    return flat.values.to_numpy(zero_copy_only=False).astype(np.float32).reshape(len(flat), flat.type.list_size)
+
+
+def _check_k(top_k: int) -> None:
+    if top_k < 1:
+        raise ValueError(f"top_k must be at least 1, got {top_k}")

@@ -1,0 +1,145 @@
+"""The library's store: one folder holding an embedded LanceDB database and the settings it was filled with.
+
+Tables (Lance format: columnar, versioned; every ``add`` or ``delete`` is one commit, and a reader sees the
+last committed version, so a query while ``index`` writes never sees half a batch):
+
+- ``videos``: ``path``, ``size``, ``mtime_ns`` (the file stamp taken before the read), ``status`` (``ok`` or
+  ``unreadable``), ``reason``, ``vector`` (the video embedding classification uses: the mean of the sampled
+  frames' features, L2-normalised; zeros for an unreadable file).
+- ``segments``: ``path``, ``t`` (seconds), ``vector`` (one sampled frame's L2-normalised feature).
+
+Vectors are stored as float16 (half the bytes; top-1 agreement with float32 is measured by
+``benchmarks/library_scale.py``). ``library.json`` records the backbone, its weights and the frame sampling:
+a library is filled by one model, and opening it with another is refused. One writer at a time
+(``.library.lock``); readers never wait.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from zsvc_pl.data.outputs import OutputError, atomic_write_text
+
+SETTINGS = "library.json"
+FORMAT = 1
+
+
+class LibraryError(ValueError):
+    """A library that cannot be used as asked; the message names it and says what to do."""
+
+
+def _vectors(x: np.ndarray) -> pa.FixedSizeListArray:
+    return pa.FixedSizeListArray.from_arrays(pa.array(np.ascontiguousarray(x, np.float16).ravel()), x.shape[1])
+
+
+def video_schema(dim: int) -> pa.Schema:
+    return pa.schema([("path", pa.string()), ("size", pa.int64()), ("mtime_ns", pa.int64()),
+                      ("status", pa.string()), ("reason", pa.string()), ("vector", pa.list_(pa.float16(), dim))])
+
+
+def segment_schema(dim: int) -> pa.Schema:
+    return pa.schema([("path", pa.string()), ("t", pa.float32()), ("vector", pa.list_(pa.float16(), dim))])
+
+
+class Store:
+    """The database of one library folder (``Store.create`` or ``Store.open``)."""
+
+    def __init__(self, folder: Path, settings: dict) -> None:
+        import lancedb
+
+        self.folder = folder
+        self.settings = settings
+        self.db = lancedb.connect(str(folder / "db"))
+
+    @classmethod
+    def create(cls, folder: str | Path, settings: dict) -> "Store":
+        """A new library, or the existing one when its settings are these; refuses other settings."""
+        folder = Path(folder)
+        if (folder / SETTINGS).exists():
+            store = cls.open(folder)
+            changed = {k: (store.settings.get(k), v) for k, v in settings.items() if store.settings.get(k) != v}
+            if changed:
+                what = "; ".join(f"{k}: library {a!r}, given {b!r}" for k, (a, b) in changed.items())
+                raise LibraryError(f"{folder} was filled with other settings ({what}): a library holds one "
+                                   "model's vectors; use its settings or another library folder")
+            return store
+        if folder.exists() and any(folder.iterdir()):
+            raise LibraryError(f"{folder} exists and is not a zsvc_pl library: choose an empty or new folder")
+        atomic_write_text(folder / SETTINGS, json.dumps({"format": FORMAT, **settings}, indent=1))
+        store = cls(folder, {"format": FORMAT, **settings})
+        store.db.create_table("videos", schema=video_schema(settings["dim"]), exist_ok=True)
+        store.db.create_table("segments", schema=segment_schema(settings["dim"]), exist_ok=True)
+        return store
+
+    @classmethod
+    def open(cls, folder: str | Path) -> "Store":
+        """An existing library; one line naming it when it is missing or damaged."""
+        folder = Path(folder)
+        try:
+            settings = json.loads((folder / SETTINGS).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise LibraryError(f"{folder} is not a zsvc_pl library (no {SETTINGS}): fill one with "
+                               f"`zsvc index {folder} --videos DIR`") from None
+        except (ValueError, UnicodeDecodeError):
+            raise LibraryError(f"{folder / SETTINGS} is damaged: it is not JSON") from None
+        if not isinstance(settings, dict) or settings.get("format") != FORMAT or "dim" not in settings:
+            raise LibraryError(f"{folder / SETTINGS} is not a library settings file of this zsvc_pl (format {FORMAT})")
+        store = cls(folder, settings)
+        try:
+            store.table("videos"), store.table("segments")
+        except Exception as e:
+            raise LibraryError(f"{folder / 'db'} is damaged or missing ({type(e).__name__}): the library cannot be "
+                               "read; index again into a new folder") from None
+        return store
+
+    def table(self, name: str):
+        """A table at its last committed version."""
+        return self.db.open_table(name)
+
+    def scan(self, name: str, columns: list[str], where: str | None = None) -> pa.Table:
+        """Columns of the rows of a table (all rows, or those ``where`` selects), without its other columns."""
+        query = self.table(name).search().select(columns)
+        if where:
+            query = query.where(where)
+        return query.limit(None).to_arrow()
+
+    def stamps(self) -> dict[str, tuple[int, int]]:
+        """Every video row's file stamp, by path."""
+        t = self.scan("videos", ["path", "size", "mtime_ns"])
+        return dict(zip(t["path"].to_pylist(), zip(t["size"].to_pylist(), t["mtime_ns"].to_pylist())))
+
+    def delete(self, paths: list[str]) -> None:
+        """Remove these videos and their segments (segments first: a video row marks a finished video)."""
+        for i in range(0, len(paths), 500):
+            where = "path IN (" + ", ".join(quote(p) for p in paths[i:i + 500]) + ")"
+            self.table("segments").delete(where)
+            self.table("videos").delete(where)
+
+    def add(self, videos: list[dict], vectors: np.ndarray, segments: list[tuple[str, list[float], np.ndarray]]) -> None:
+        """Add finished videos: their segments first, then their rows (a kill between the two leaves segments
+        of videos with no row, which the next ``index`` removes before encoding those videos again)."""
+        dim = self.settings["dim"]
+        if segments:
+            paths = [p for p, times, _ in segments for _ in times]
+            t = np.concatenate([np.asarray(times, np.float32) for _, times, _ in segments])
+            frames = np.concatenate([f for _, _, f in segments])
+            self._write("segments", pa.table({"path": paths, "t": t, "vector": _vectors(frames)},
+                                             schema=segment_schema(dim)))
+        if videos:
+            columns = {k: [v[k] for v in videos] for k in ("path", "size", "mtime_ns", "status", "reason")}
+            self._write("videos", pa.table({**columns, "vector": _vectors(vectors)}, schema=video_schema(dim)))
+
+    def _write(self, name: str, table: pa.Table) -> None:
+        try:
+            self.table(name).add(table)
+        except OSError as e:
+            raise OutputError(f"cannot write the library {self.folder} ({e}): free space or make it writable") from None
+
+
+def quote(text: str) -> str:
+    """A string literal for a table filter."""
+    return "'" + text.replace("'", "''") + "'"
