@@ -35,7 +35,7 @@ import torch.nn.functional as F
 
 from zsvc_pl import vector_index
 from zsvc_pl.data.annotations import list_videos
-from zsvc_pl.data.outputs import atomic_write, atomic_write_text, csv_text, file_stamp, output_lock
+from zsvc_pl.data.outputs import atomic_write, atomic_write_text, csv_text, file_stamp, output_lock, printable
 from zsvc_pl.vector_index import ApproximateIndex, ann_available, nearest
 
 if TYPE_CHECKING:
@@ -272,11 +272,6 @@ def main(argv: list[str] | None = None) -> int:
 def unreadable_file(index_file: Path) -> Path:
     """Where the files an ``index`` run could not read are listed: ``videos.idx`` -> ``videos.idx.unreadable.csv``."""
     return index_file.with_name(index_file.name + ".unreadable.csv")
-
-
-def printable(path: str) -> str:
-    """A path on one line: control characters (a newline in a file name) escaped as Python writes them."""
-    return path if path.isprintable() else repr(path)[1:-1]
 
 
 if __name__ == "__main__":

@@ -227,6 +227,11 @@ def file_stamp(path: str | Path) -> list[int] | None:
     return [st.st_size, st.st_mtime_ns]
 
 
+def printable(path: str) -> str:
+    """A path on one line: control characters (a newline in a file name) escaped as Python writes them."""
+    return path if path.isprintable() else repr(path)[1:-1]
+
+
 def signature_difference(old: dict, new: dict) -> str:
     """The settings that differ between two signatures, for a message."""
     keys = sorted(set(old) | set(new))

@@ -82,8 +82,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from zsvc_pl.data.outputs import printable
     from zsvc_pl.library.library import Library
-    from zsvc_pl.search import printable
 
     if args.verb == "index":
         from zsvc_pl.api import ZeroShotVideoClassifier

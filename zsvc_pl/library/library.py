@@ -21,7 +21,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Sequence
+from typing import IO, Iterator, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -34,6 +34,9 @@ from zsvc_pl.library.store import LibraryError, Store, quote
 from zsvc_pl.timeline import Flag, Timeline
 
 INDEX_CHUNK = 64  # videos encoded between two commits: a kill loses at most this many
+SCAN_BATCH = 65536  # rows read at a time by whole-library passes (tag, moderation): memory stays bounded
+VECTOR_INDEX_MIN = 100_000  # rows from which ``optimize`` builds an approximate vector index
+NPROBES, REFINE = 32, 10  # approximate search: partitions probed, and candidates re-ranked exactly per result
 
 
 @dataclass
@@ -138,7 +141,28 @@ class Library:
                     commit()
             if pending or errors:
                 commit()
+            self.optimize()
         return counts
+
+    def optimize(self, vector_index_from: int = VECTOR_INDEX_MIN) -> dict[str, list[str]]:
+        """Compact the tables and fold new rows into their indexes; index ``path`` (the filters queries use) and,
+        from ``vector_index_from`` rows, build an approximate vector index (IVF-PQ, re-ranked exactly at query
+        time). ``index`` calls this at its end. Returns the indexes each table has."""
+        from lancedb.index import BTree, IvfPq
+
+        built = {}
+        for name in ("videos", "segments"):
+            table = self.store.table(name)
+            table.optimize()
+            have = {tuple(ix.columns) for ix in table.list_indices()}
+            if ("path",) not in have:
+                table.create_index("path", config=BTree())
+            rows = table.count_rows()
+            if ("vector",) not in have and rows >= vector_index_from:
+                table.create_index("vector", config=IvfPq(distance_type="dot", num_partitions=max(1, int(rows ** 0.5)),
+                                                          num_sub_vectors=self.store.settings["dim"] // 8))
+            built[name] = sorted(ix.index_type for ix in table.list_indices())
+        return built
 
     # --- reading ----------------------------------------------------------------------------------------
     def unreadable(self) -> list[tuple[str, str]]:
@@ -152,17 +176,23 @@ class Library:
         return {"videos": videos.count_rows("status = 'ok'"), "unreadable": videos.count_rows("status = 'unreadable'"),
                 "segments": self.store.table("segments").count_rows(), **self.store.settings}
 
-    def _text(self, query: str) -> np.ndarray:
-        return self.model.encode_labels([query])[0].float().cpu().numpy()
+    def _text(self, query: str | np.ndarray) -> np.ndarray:
+        """A query's unit vector: a text through the text tower, or a vector as given (normalised)."""
+        if isinstance(query, str):
+            return self.model.encode_labels([query])[0].float().cpu().numpy()
+        vector = np.asarray(query, np.float32)
+        return vector / np.linalg.norm(vector)
 
     def _nearest(self, table: str, vector: np.ndarray, limit: int, where: str | None) -> pa.Table:
         query = self.store.table(table).search(vector.astype(np.float32)).metric("dot").limit(limit)
+        if any(ix.columns == ["vector"] for ix in self.store.table(table).list_indices()):  # approximate: probe
+            query = query.nprobes(NPROBES).refine_factor(REFINE)  # widely, then re-rank the candidates exactly
         query = query.where(where, prefilter=True) if where else query
         columns = [c for c in ("path", "t") if c in self.store.table(table).schema.names]
         return query.select(columns + ["_distance"]).to_arrow()
 
-    def search(self, query: str, top_k: int = 10) -> list[Hit]:
-        """The ``top_k`` videos most similar to a text (cosine), best first."""
+    def search(self, query: str | np.ndarray, top_k: int = 10) -> list[Hit]:
+        """The ``top_k`` videos most similar to a text (or a query vector ``[D]``), by cosine, best first."""
         return self._videos_near(self._text(query), top_k)
 
     def _videos_near(self, vector: np.ndarray, top_k: int, exclude: str | None = None) -> list[Hit]:
@@ -171,7 +201,7 @@ class Library:
         found = self._nearest("videos", vector, top_k, where)
         return [Hit(p, round(1.0 - d, 6)) for p, d in zip(found["path"].to_pylist(), found["_distance"].to_pylist())]
 
-    def moments(self, query: str, top_k: int = 10) -> list[Moment]:
+    def moments(self, query: str | np.ndarray, top_k: int = 10) -> list[Moment]:
         """The best moment of each of the ``top_k`` videos where ``query`` holds best: the stretch of frames
         around the video's best frame scoring at least halfway between its lowest frame and that peak, padded by
         half a frame step (as ``zsvc_pl.search`` defines it)."""
@@ -234,30 +264,48 @@ class Library:
         stored embeddings, as zero-shot classification scores them), in path order."""
         _check_k(top_k)
         text = self.model.encode_labels(list(labels)).float().cpu()
-        rows = self.store.scan("videos", ["path", "vector"], "status = 'ok'")
-        if not rows.num_rows:
-            return []
-        probs = (self.model.model.logit_scale * torch.from_numpy(_matrix(rows["vector"])) @ text.T).softmax(-1)
-        scores, idx = probs.topk(min(top_k, len(labels)), dim=-1)
-        out = [{"path": p, "labels": [labels[j] for j in i], "scores": [round(x, 6) for x in s]}
-               for p, i, s in zip(rows["path"].to_pylist(), idx.tolist(), scores.tolist())]
+        scale, out = float(self.model.model.logit_scale), []
+        for batch in self._batches("videos", ["path", "vector"], "status = 'ok'"):  # never the whole library at once
+            probs = (scale * torch.from_numpy(_matrix(batch["vector"])) @ text.T).softmax(-1)
+            scores, idx = probs.topk(min(top_k, len(labels)), dim=-1)
+            out += [{"path": p, "labels": [labels[j] for j in i], "scores": [round(x, 6) for x in s]}
+                    for p, i, s in zip(batch["path"].to_pylist(), idx.tolist(), scores.tolist())]
         return sorted(out, key=lambda r: r["path"])
 
-    def timelines(self, labels: Sequence[str]) -> list[Timeline]:
+    def _batches(self, table: str, columns: list[str], where: str | None = None) -> Iterator[pa.RecordBatch]:
+        query = self.store.table(table).search().select(columns)
+        query = query.where(where) if where else query
+        yield from query.limit(None).to_batches(SCAN_BATCH)
+
+    def timelines(self, labels: Sequence[str]) -> Iterator[Timeline]:
         """Per-frame label scores of every readable video, from its stored frames (what ``explain`` and
-        moderation read, without decoding)."""
+        moderation read, without decoding), one video at a time: the segments are read in batches, in the order
+        they were written, where each video's frames lie together."""
         text = self.model.encode_labels(list(labels)).float().cpu().numpy()
-        rows = self.store.scan("segments", ["path", "t", "vector"])
-        if not rows.num_rows:
-            return []
+        scale = float(self.model.model.logit_scale)
+        carry: list[pa.RecordBatch] = []
+        for batch in self._batches("segments", ["path", "t", "vector"]):
+            paths = np.array(batch["path"].to_pylist())
+            cut = np.flatnonzero(paths != paths[-1])
+            rest = int(cut[-1]) + 1 if len(cut) else 0  # where the batch's last video starts
+            if rest:
+                yield from self._timelines(pa.Table.from_batches(carry + [batch.slice(0, rest)]), labels, text, scale)
+                carry = []
+            carry.append(batch.slice(rest))
+        if carry:
+            yield from self._timelines(pa.Table.from_batches(carry), labels, text, scale)
+
+    @staticmethod
+    def _timelines(rows: pa.Table, labels: Sequence[str], text: np.ndarray, scale: float) -> Iterator[Timeline]:
         similarity = _matrix(rows["vector"]) @ text.T
-        scores = torch.from_numpy(float(self.model.model.logit_scale) * similarity).softmax(-1).numpy()
+        scores = torch.from_numpy(scale * similarity).softmax(-1).numpy()
         paths, times = np.array(rows["path"].to_pylist()), rows["t"].to_numpy()
         order = np.lexsort((times, paths))
         paths, times, scores, similarity = paths[order], times[order], scores[order], similarity[order]
         bounds = np.flatnonzero(np.r_[True, paths[1:] != paths[:-1], True])
-        return [Timeline(str(paths[a]), list(labels), times[a:b].astype(float), scores[a:b], np.empty(0),
-                         similarity[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
+        for a, b in zip(bounds[:-1], bounds[1:]):
+            yield Timeline(str(paths[a]), list(labels), times[a:b].astype(float), scores[a:b], np.empty(0),
+                           similarity[a:b])
 
     def flags(self, thresholds: dict[str, float], others: Sequence[str] = (),
               abstain: float | None = None) -> tuple[list[Flag], list[tuple[str, str]]]:
@@ -272,9 +320,9 @@ class Library:
         return self.store.scan("videos", ["path", "size", "mtime_ns", "status", "reason"]).sort_by("path")
 
 
-def _matrix(column: pa.ChunkedArray) -> np.ndarray:
+def _matrix(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
     """A fixed-size-list column of vectors as a float32 matrix ``[N, D]``."""
-    flat = column.combine_chunks()
+    flat = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
     return flat.values.to_numpy(zero_copy_only=False).astype(np.float32).reshape(len(flat), flat.type.list_size)
 
 
