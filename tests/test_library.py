@@ -205,3 +205,18 @@ def test_the_command_line_fills_queries_and_reports_damage_in_one_line(videos, t
     code, _, err = zsvc("search", tmp_path / "nowhere", "x")
     assert code == 2 and "is not a zsvc_pl library" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["flags.csv", "lib", "rules.yaml", "videos.parquet"]
+
+
+def test_an_index_file_is_imported_once_without_decoding(demo_inline, videos, tmp_path, monkeypatch):
+    from zsvc_pl.search import VideoIndex
+
+    index = VideoIndex(demo_inline.backbone_identity, model_name="demo", pretrained="demo")
+    index.update(demo_inline, sorted(str(p) for p in videos.rglob("*.mp4")))
+    index.save(tmp_path / "v.idx")
+    no_decoding(monkeypatch)
+    lib = Library.import_index(tmp_path / "lib", tmp_path / "v.idx")
+    assert lib.status()["videos"] == 12 and lib.status()["segments"] == 96
+    got = [h.path for h in Library.open(tmp_path / "lib", demo_inline).search("a photo of a blue square", 3)]
+    assert got == [p for p, _ in index.search(demo_inline, "a photo of a blue square", 3)]
+    with pytest.raises(LibraryError, match="already holds videos"):
+        Library.import_index(tmp_path / "lib", tmp_path / "v.idx")

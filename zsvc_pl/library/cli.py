@@ -7,6 +7,7 @@
     zsvc moderate LIB --rules rules.yaml [--out flags.csv]
     zsvc export LIB --out videos.csv|.parquet|.jsonl
     zsvc status LIB
+    zsvc import LIB --index videos.idx          # a zsvc_pl.search index, once, without decoding
 
 Mistakes and unusable files end with one line and exit 2; ``--debug`` shows the traceback.
 """
@@ -19,7 +20,7 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-VERBS = ("index", "search", "like", "tag", "moderate", "export", "status")
+VERBS = ("index", "import", "search", "like", "tag", "moderate", "export", "status")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -39,6 +40,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--model.pretrained", dest="pretrained", default="openai")
     p.add_argument("--data.num_frames", dest="num_frames", type=int, default=8)
     p.add_argument("--data.batch_size", dest="batch_size", type=int, default=8)
+    p = verb("import", "a new library from a zsvc_pl.search index file, without decoding")
+    p.add_argument("--index", required=True, help="the .idx file")
     p = verb("search", "videos (or --moments) most like a text")
     p.add_argument("query")
     p.add_argument("--moments", action="store_true", help="where in each video: start and end seconds")
@@ -95,6 +98,10 @@ def _run(args: argparse.Namespace) -> int:
             print(f"unreadable {printable(path)}: {reason}", file=sys.stderr)
         print(f"indexed {args.library}: {counts['added']} added, {counts['kept']} unchanged, {counts['dropped']} "
               f"dropped, {counts['unreadable']} unreadable this run ({lib.status()['unreadable']} in all)")
+        return 0
+    if args.verb == "import":
+        lib = Library.import_index(args.library, args.index)
+        print(f"imported {args.index} into {args.library}: {lib.status()['videos']} videos")
         return 0
     lib = Library.open(args.library)
     if args.verb == "status":

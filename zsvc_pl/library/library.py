@@ -76,6 +76,34 @@ class Library:
     def open(cls, folder: str | Path, model: ZeroShotVideoClassifier | None = None) -> "Library":
         return cls(Store.open(folder), model)
 
+    @classmethod
+    def import_index(cls, folder: str | Path, index_file: str | Path) -> "Library":
+        """A new library holding what a ``zsvc_pl.search`` index file holds (videos, frame features and times,
+        file stamps, backbone and sampling), without decoding; refused for indexes of versions that kept no
+        frame features or sampling."""
+        from zsvc_pl.search import VideoIndex
+
+        index = VideoIndex.load(index_file)
+        if len(index.frames) != len(index.paths) or index.sampling is None or index.num_frames is None:
+            raise LibraryError(f"{index_file} was made by an older version (no frame features or sampling): build "
+                               f"the library from the videos with `zsvc index {folder} --videos DIR`")
+        settings = {"model_name": index.model_name, "pretrained": index.pretrained, "backbone": index.backbone,
+                    "sampling": index.sampling, "num_frames": index.num_frames,
+                    "dim": int(index.embeddings.shape[1]) if index.paths else 0}
+        store = Store.create(folder, settings)
+        with output_lock(store.folder / "library"):
+            if store.stamps():
+                raise LibraryError(f"{folder} already holds videos: import into a new library folder")
+            for i in range(0, len(index.paths), INDEX_CHUNK):
+                part = range(i, min(i + INDEX_CHUNK, len(index.paths)))
+                rows = [{"path": index.paths[j], "size": index.stamps[j][0], "mtime_ns": index.stamps[j][1],
+                         "status": "ok", "reason": ""} for j in part]
+                store.add(rows, index.embeddings[list(part)].float().numpy(),
+                          [(index.paths[j], index.times[j], index.frames[j].float().numpy()) for j in part])
+        library = cls(store)
+        library.optimize()
+        return library
+
     @property
     def model(self) -> ZeroShotVideoClassifier:
         if self._model is None:
