@@ -16,6 +16,7 @@ from tests.test_integrity import predict_args, rows
 from zsvc_pl.cli import main
 from zsvc_pl.data import outputs
 from zsvc_pl.data.cache import FeatureCache
+from zsvc_pl.search import VideoIndex
 from zsvc_pl.train.task import VideoClassificationTask
 
 
@@ -110,6 +111,15 @@ def test_a_read_only_or_full_output_is_one_line_before_the_work(tiny_ckpt, video
             main(predict_args(tiny_ckpt, video_root / "test", tmp_path / "out" / "tags.csv"))
         err = capsys.readouterr().err.strip().splitlines()
         assert e.value.code == 2 and len(err) == 1 and os.strerror(code) in err[0], err
+        from zsvc_pl.search import main as search_main
+
+        encoded = []
+        monkeypatch.setattr(VideoIndex, "update", lambda *a, **k: encoded.append(1))
+        with pytest.raises(SystemExit) as e:
+            search_main(["index", str(video_root / "test"), "--index", str(tmp_path / "out" / "v.idx"),
+                         "--model-name", str(TINY_CONFIG), "--pretrained", tiny_ckpt])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert e.value.code == 2 and len(err) == 1 and os.strerror(code) in err[0] and not encoded, err
     (tmp_path / "folder.csv").mkdir()
     with pytest.raises(SystemExit) as e:  # before: the whole library tagged, then IsADirectoryError
         main(predict_args(tiny_ckpt, video_root / "test", tmp_path / "folder.csv", '["a", "b"]',

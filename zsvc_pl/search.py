@@ -35,7 +35,15 @@ import torch.nn.functional as F
 
 from zsvc_pl import vector_index
 from zsvc_pl.data.annotations import list_videos
-from zsvc_pl.data.outputs import atomic_write, atomic_write_text, csv_text, file_stamp, output_lock, printable
+from zsvc_pl.data.outputs import (
+    atomic_write,
+    atomic_write_text,
+    check_writable,
+    csv_text,
+    file_stamp,
+    output_lock,
+    printable,
+)
 from zsvc_pl.vector_index import ApproximateIndex, ann_available, nearest
 
 if TYPE_CHECKING:
@@ -249,6 +257,7 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"no video files under {args.target}: nothing to index")
         index = index or VideoIndex(clf.backbone_identity, model_name=model_name, pretrained=pretrained)
         unreadable = unreadable_file(index_file)
+        check_writable(index_file)  # a read-only or full disk: said before encoding, not after
         with output_lock(index_file):
             counts = index.update(clf, videos)
             if index.errors:
