@@ -220,3 +220,22 @@ def test_an_index_file_is_imported_once_without_decoding(demo_inline, videos, tm
     assert got == [p for p, _ in index.search(demo_inline, "a photo of a blue square", 3)]
     with pytest.raises(LibraryError, match="already holds videos"):
         Library.import_index(tmp_path / "lib", tmp_path / "v.idx")
+
+
+def test_tags_and_flags_are_kept_per_run_and_never_mix(filled):
+    labels = ["a red circle", "a blue square", "a green triangle", "a yellow cross"]
+    first = filled.tag(labels, top_k=2, save=True)
+    filled.tag(labels[:2], top_k=1, save=True)  # another label list: another run
+    filled.tag(labels, top_k=2, save=True)  # the same settings again: replaces its run, adds none
+    flags, _ = filled.flags({"a red circle": 0.5}, labels[1:], save=True)
+    runs = filled.runs()
+    assert [r["kind"] for r in runs] == ["tag", "tag", "moderate"]
+    tag_run = next(r for r in runs if r["settings"].get("labels") == labels)
+    rows = filled.results(tag_run["run"])
+    assert len(rows) == 2 * len(first)
+    assert [(r["path"], r["label"]) for r in rows if r["rank"] == 0] == [(t["path"], t["labels"][0]) for t in first]
+    other = next(r for r in runs if r["settings"].get("labels") == labels[:2])
+    assert {r["label"] for r in filled.results(other["run"])} <= set(labels[:2])
+    flag_rows = filled.results(runs[-1]["run"])
+    assert sorted((r["path"], r["start_s"], r["end_s"]) for r in flag_rows) == sorted(
+        (f.path, pytest.approx(f.start_s), pytest.approx(f.end_s)) for f in flags)

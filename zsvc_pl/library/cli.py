@@ -123,12 +123,12 @@ def _run(args: argparse.Namespace) -> int:
     if args.verb == "tag":
         from zsvc_pl.labels import read_label_file
 
-        return _write(lib.tag(read_label_file(args.labels), args.top_k), args.out)
+        return _write(lib.tag(read_label_file(args.labels), args.top_k, save=True), args.out)
     if args.verb == "moderate":
         from zsvc_pl.moderation import load_rules
 
         thresholds, others, abstain = load_rules(args.rules)
-        flags, unreadable = lib.flags(thresholds, others, abstain)
+        flags, unreadable = lib.flags(thresholds, others, abstain, save=True)
         _write([asdict(f) for f in flags], args.out)
         for path, reason in unreadable:
             print(f"not checked (unreadable) {printable(path)}: {reason}", file=sys.stderr)

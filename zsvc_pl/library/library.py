@@ -16,6 +16,7 @@ same rows.
 
 from __future__ import annotations
 
+import json
 import multiprocessing as mp
 import sys
 import time
@@ -287,9 +288,10 @@ class Library:
             vector = vector / np.linalg.norm(vector)
         return self._videos_near(vector, top_k, exclude=video)
 
-    def tag(self, labels: Sequence[str], top_k: int = 3) -> list[dict]:
+    def tag(self, labels: Sequence[str], top_k: int = 3, save: bool = False) -> list[dict]:
         """Every readable video's ``top_k`` labels with their probabilities (softmax over ``labels`` of the
-        stored embeddings, as zero-shot classification scores them), in path order."""
+        stored embeddings, as zero-shot classification scores them), in path order. ``save``: keep them in the
+        library as a run of their own (``runs()``, ``results(run)``) for review."""
         _check_k(top_k)
         text = self.model.encode_labels(list(labels)).float().cpu()
         scale, out = float(self.model.model.logit_scale), []
@@ -298,7 +300,26 @@ class Library:
             scores, idx = probs.topk(min(top_k, len(labels)), dim=-1)
             out += [{"path": p, "labels": [labels[j] for j in i], "scores": [round(x, 6) for x in s]}
                     for p, i, s in zip(batch["path"].to_pylist(), idx.tolist(), scores.tolist())]
-        return sorted(out, key=lambda r: r["path"])
+        out.sort(key=lambda r: r["path"])
+        if save:
+            self.store.save_run("tag", {"labels": list(labels), "top_k": top_k, **self._made_by()},
+                                [{"path": r["path"], "label": label, "rank": k, "score": score} for r in out
+                                 for k, (label, score) in enumerate(zip(r["labels"], r["scores"]))])
+        return out
+
+    def _made_by(self) -> dict:
+        return {k: self.store.settings[k] for k in ("backbone", "sampling")}
+
+    def runs(self) -> list[dict]:
+        """The saved runs (tagging, moderation): id, kind, settings and when."""
+        rows = self.store.table("runs").to_arrow().to_pylist()
+        return sorted(({**r, "settings": json.loads(r["settings"])} for r in rows), key=lambda r: r["created"])
+
+    def results(self, run: str) -> list[dict]:
+        """The rows one saved run found, in path and rank order."""
+        rows = self.store.scan("results", ["path", "label", "rank", "score", "start_s", "end_s"],
+                               f"run = {quote(run)}").to_pylist()
+        return sorted(rows, key=lambda r: (r["path"], r["rank"]))
 
     def _batches(self, table: str, columns: list[str], where: str | None = None) -> Iterator[pa.RecordBatch]:
         query = self.store.table(table).search().select(columns)
@@ -335,12 +356,17 @@ class Library:
             yield Timeline(str(paths[a]), list(labels), times[a:b].astype(float), scores[a:b], np.empty(0),
                            similarity[a:b])
 
-    def flags(self, thresholds: dict[str, float], others: Sequence[str] = (),
-              abstain: float | None = None) -> tuple[list[Flag], list[tuple[str, str]]]:
+    def flags(self, thresholds: dict[str, float], others: Sequence[str] = (), abstain: float | None = None,
+              save: bool = False) -> tuple[list[Flag], list[tuple[str, str]]]:
         """Moderation from the store: the flags of every readable video (with spans), and the unreadable files,
-        which were not checked and are never reported as clean."""
+        which were not checked and are never reported as clean. ``save``: keep the flags as a run (see ``tag``)."""
         labels = list(thresholds) + [o for o in others if o not in thresholds]
         found = [f for tl in self.timelines(labels) for f in tl.flags(thresholds, abstain)]
+        if save:
+            self.store.save_run("moderate", {"thresholds": thresholds, "others": list(others), "abstain": abstain,
+                                             **self._made_by()},
+                                [{"path": f.path, "label": f.label, "rank": 0, "score": f.score,
+                                  "start_s": f.start_s, "end_s": f.end_s} for f in found])
         return found, self.unreadable()
 
     def export(self) -> pa.Table:

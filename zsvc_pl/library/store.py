@@ -7,6 +7,10 @@ last committed version, so a query while ``index`` writes never sees half a batc
   ``unreadable``), ``reason``, ``vector`` (the video embedding classification uses: the mean of the sampled
   frames' features, L2-normalised; zeros for an unreadable file).
 - ``segments``: ``path``, ``t`` (seconds), ``vector`` (one sampled frame's L2-normalised feature).
+- ``results``: what ``tag`` and ``moderate`` found, for a person to review: ``run`` (a digest of the settings
+  that made it: the labels, thresholds and top-k, the backbone), ``kind``, ``path``, ``label``, ``score``,
+  ``start_s``/``end_s`` (a flag's span); ``runs``: each run's settings as JSON. A run with other settings has
+  another id, so its rows never mix with an earlier run's; the same run again replaces its rows.
 
 Vectors are stored as float16 (half the bytes; top-1 agreement with float32 is measured by
 ``benchmarks/library_scale.py``). ``library.json`` records the backbone, its weights and the frame sampling:
@@ -16,7 +20,9 @@ a library is filled by one model, and opening it with another is refused. One wr
 
 from __future__ import annotations
 
+import hashlib
 import json
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +49,13 @@ def video_schema(dim: int) -> pa.Schema:
 
 def segment_schema(dim: int) -> pa.Schema:
     return pa.schema([("path", pa.string()), ("t", pa.float32()), ("vector", pa.list_(pa.float16(), dim))])
+
+
+RESULT_SCHEMA = pa.schema([("run", pa.string()), ("kind", pa.string()), ("path", pa.string()),
+                           ("label", pa.string()), ("rank", pa.int32()), ("score", pa.float32()),
+                           ("start_s", pa.float32()), ("end_s", pa.float32())])
+RUN_SCHEMA = pa.schema([("run", pa.string()), ("kind", pa.string()), ("settings", pa.string()),
+                        ("created", pa.string())])
 
 
 class Store:
@@ -73,7 +86,29 @@ class Store:
         store = cls(folder, {"format": FORMAT, **settings})
         store.db.create_table("videos", schema=video_schema(settings["dim"]), exist_ok=True)
         store.db.create_table("segments", schema=segment_schema(settings["dim"]), exist_ok=True)
+        store._results_tables()
         return store
+
+    def _results_tables(self) -> None:
+        self.db.create_table("results", schema=RESULT_SCHEMA, exist_ok=True)
+        self.db.create_table("runs", schema=RUN_SCHEMA, exist_ok=True)
+
+    def save_run(self, kind: str, settings: dict, rows: list[dict]) -> str:
+        """Store the results of one run (``rows``: path, label, rank, score, start_s, end_s), replacing an earlier
+        run with the same settings; returns the run's id."""
+        text = json.dumps({"kind": kind, **settings}, sort_keys=True)
+        run = f"{kind}-{hashlib.sha1(text.encode()).hexdigest()[:12]}"
+        self._results_tables()
+        self.table("results").delete(f"run = {quote(run)}")
+        self.table("runs").delete(f"run = {quote(run)}")
+        if rows:
+            self._write("results", pa.table({"run": [run] * len(rows), "kind": [kind] * len(rows),
+                                             **{k: [r.get(k) for r in rows] for k in RESULT_SCHEMA.names[2:]}},
+                                            schema=RESULT_SCHEMA))
+        created = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        self._write("runs", pa.table({"run": [run], "kind": [kind], "settings": [text], "created": [created]},
+                                     schema=RUN_SCHEMA))
+        return run
 
     @classmethod
     def open(cls, folder: str | Path) -> "Store":
