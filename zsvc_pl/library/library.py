@@ -38,6 +38,10 @@ INDEX_CHUNK = 64  # videos encoded between two commits: a kill loses at most thi
 SCAN_BATCH = 65536  # rows read at a time by whole-library passes (tag, moderation): memory stays bounded
 VECTOR_INDEX_MIN = 100_000  # rows from which ``optimize`` builds an approximate vector index
 NPROBES, REFINE = 32, 10  # approximate search: partitions probed, and candidates re-ranked exactly per result
+# IVF partitions: training costs partitions squared (k-means over 256 samples per partition), so a few hundred at
+# most; sqrt(rows), the usual advice, took over 10 minutes for 800,000 frame vectors on 2 cores
+ROWS_PER_PARTITION, MAX_PARTITIONS = 32_768, 256
+FOLD_MIN = 20_000  # rows added since the indexes were built that are searched exactly before they are folded in
 
 
 @dataclass
@@ -173,22 +177,27 @@ class Library:
             self.optimize()
         return counts
 
-    def optimize(self, vector_index_from: int = VECTOR_INDEX_MIN) -> dict[str, list[str]]:
-        """Compact the tables and fold new rows into their indexes; index ``path`` (the filters queries use) and,
-        from ``vector_index_from`` rows, build an approximate vector index (IVF-PQ, re-ranked exactly at query
-        time). ``index`` calls this at its end. Returns the indexes each table has."""
+    def optimize(self, vector_index_from: int = VECTOR_INDEX_MIN, fold_from: int = FOLD_MIN) -> dict[str, list[str]]:
+        """Index ``path`` (the filters queries use) and, from ``vector_index_from`` rows, build an approximate
+        vector index (IVF-PQ, re-ranked exactly at query time). Rows added later are searched exactly beside the
+        index until ``fold_from`` of them wait, when the table is compacted and they are folded in (that rewrites
+        files, so it is not done for every small addition). ``index`` calls this at its end. Returns the indexes
+        each table has."""
         from lancedb.index import BTree, IvfPq
 
         built = {}
         for name in ("videos", "segments"):
             table = self.store.table(name)
-            table.optimize()
-            have = {tuple(ix.columns) for ix in table.list_indices()}
+            indexes = table.list_indices()
+            if any(ix.num_unindexed_rows >= fold_from for ix in indexes):
+                table.optimize()
+            have = {tuple(ix.columns) for ix in indexes}
             if ("path",) not in have:
                 table.create_index("path", config=BTree())
             rows = table.count_rows()
             if ("vector",) not in have and rows >= vector_index_from:
-                table.create_index("vector", config=IvfPq(distance_type="dot", num_partitions=max(1, int(rows ** 0.5)),
+                partitions = min(MAX_PARTITIONS, max(1, rows // ROWS_PER_PARTITION))
+                table.create_index("vector", config=IvfPq(distance_type="dot", num_partitions=partitions,
                                                           num_sub_vectors=self.store.settings["dim"] // 8))
             built[name] = sorted(ix.index_type for ix in table.list_indices())
         return built
