@@ -30,11 +30,12 @@ import torch
 
 from zsvc_pl.api import ZeroShotVideoClassifier
 from zsvc_pl.data.annotations import list_videos
-from zsvc_pl.data.outputs import file_stamp, output_lock
+from zsvc_pl.data.outputs import atomic_write_text, file_stamp, output_lock
 from zsvc_pl.library.store import LibraryError, Store, quote
 from zsvc_pl.timeline import Flag, Timeline
 
 INDEX_CHUNK = 64  # videos encoded between two commits: a kill loses at most this many
+PENDING = ".pending.json"  # the paths of the chunk being written (segments, then video rows: two commits)
 SCAN_BATCH = 65536  # rows read at a time by whole-library passes (tag, moderation): memory stays bounded
 VECTOR_INDEX_MIN = 100_000  # rows from which ``optimize`` builds an approximate vector index
 NPROBES, REFINE = 32, 10  # approximate search: partitions probed, and candidates re-ranked exactly per result
@@ -137,8 +138,12 @@ class Library:
             stamps = {p: file_stamp(p) for p in videos}  # taken before reading: a change during the read shows next
             listed = set(videos)
             todo = [p for p in videos if p not in stored or list(stored[p]) != stamps[p]]
-            orphans = set(self.store.scan("segments", ["path"])["path"].to_pylist()) - set(stored)
-            self.store.delete([p for p in stored if p not in listed or p in set(todo)] + sorted(orphans))
+            again = set(todo)
+            pending = self.store.folder / PENDING  # the chunk a killed run was writing: its rows may be half there
+            if pending.exists():
+                self.store.delete(json.loads(pending.read_text(encoding="utf-8")))
+                pending.unlink()
+            self.store.delete([p for p in stored if p not in listed or p in again])
             counts = {"kept": len(videos) - len(todo), "added": 0, "unreadable": 0,
                       "dropped": len([p for p in stored if p not in listed])}
             start, reader = time.perf_counter(), self.model.reader()
@@ -154,7 +159,11 @@ class Library:
                 rows += [{"path": p, "size": stamps[p][0], "mtime_ns": stamps[p][1], "status": "unreadable",
                           "reason": r} for p, r in errors]
                 vectors = np.stack([v for _, v, _ in pending] + [np.zeros(self.store.settings["dim"])] * len(errors))
-                self.store.add(rows, vectors, [(todo[i], reader.times(todo[i]), f) for i, _, f in pending])
+                segments = [(todo[i], reader.times(todo[i]), f) for i, _, f in pending]
+                marker = self.store.folder / PENDING
+                atomic_write_text(marker, json.dumps([r["path"] for r in rows]))
+                self.store.add(rows, vectors, segments)
+                marker.unlink()
                 counts["added"] += len(pending)
                 counts["unreadable"] += len(errors)
                 done += len(pending) + len(errors)
@@ -221,12 +230,13 @@ class Library:
         vector = np.asarray(query, np.float32)
         return vector / np.linalg.norm(vector)
 
-    def _nearest(self, table: str, vector: np.ndarray, limit: int, where: str | None) -> pa.Table:
-        query = self.store.table(table).search(vector.astype(np.float32)).metric("dot").limit(limit)
-        if any(ix.columns == ["vector"] for ix in self.store.table(table).list_indices()):  # approximate: probe
+    def _nearest(self, name: str, vector: np.ndarray, limit: int, where: str | None) -> pa.Table:
+        table = self.store.table(name)
+        query = table.search(vector.astype(np.float32)).metric("dot").limit(limit)
+        if any(ix.columns == ["vector"] for ix in table.list_indices()):  # approximate: probe
             query = query.nprobes(NPROBES).refine_factor(REFINE)  # widely, then re-rank the candidates exactly
         query = query.where(where, prefilter=True) if where else query
-        columns = [c for c in ("path", "t") if c in self.store.table(table).schema.names]
+        columns = [c for c in ("path", "t") if c in table.schema.names]
         return query.select(columns + ["_distance"]).to_arrow()
 
     def search(self, query: str | np.ndarray, top_k: int = 10) -> list[Hit]:

@@ -155,8 +155,8 @@ class Store:
             self.table("videos").delete(where)
 
     def add(self, videos: list[dict], vectors: np.ndarray, segments: list[tuple[str, list[float], np.ndarray]]) -> None:
-        """Add finished videos: their segments first, then their rows (a kill between the two leaves segments
-        of videos with no row, which the next ``index`` removes before encoding those videos again)."""
+        """Add finished videos: their segments first, then their rows (two commits: ``Library.index`` notes the
+        chunk's paths before and removes a killed chunk's rows before encoding those videos again)."""
         dim = self.settings["dim"]
         if segments:
             paths = [p for p, times, _ in segments for _ in times]
