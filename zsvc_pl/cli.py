@@ -124,7 +124,7 @@ def _model_flags(args: list[str]) -> set[str]:
 def _check_moved_keys(args: list[str]) -> None:
     """Options that left the model: say where they went, on the command line or in a config file."""
     given = list(_model_flags(args))
-    for path in _config_files(args):
+    for path in _option(args, "--config") + _option(args, "-c"):
         try:
             config = read_yaml(path, "config file")
         except YamlFileError as e:
@@ -139,10 +139,10 @@ def _check_moved_keys(args: list[str]) -> None:
             raise UsageError(f"model.{key} has moved to {MOVED_HPARAMS[key]}: use --{MOVED_HPARAMS[key]}")
 
 
-def _config_files(args: list[str]) -> list[str]:
-    """The files given with ``--config``/``-c`` (also ``--config=FILE``)."""
-    files = [args[i + 1] for i, a in enumerate(args[:-1]) if a in ("--config", "-c")]
-    return files + [a.split("=", 1)[1] for a in args if a.startswith("--config=")]
+def _option(args: list[str], name: str) -> list[str]:
+    """The values given to ``name`` on the command line (``--name VALUE`` or ``--name=VALUE``)."""
+    return ([args[i + 1] for i, a in enumerate(args[:-1]) if a == name]
+            + [a.split("=", 1)[1] for a in args if a.startswith(name + "=")])
 
 
 class _QuietLightning(logging.Filter):
@@ -181,17 +181,16 @@ def main(args: ArgsType = None, run: bool = True) -> ZsvcCLI:
         if debug:
             raise
         message = str(e).splitlines()[0] if str(e) else type(e).__name__
-        ckpt = next((a.split("=", 1)[1] if "=" in a else args[i + 1] for i, a in enumerate(args)
-                     if a.split("=")[0] == "--ckpt_path" and ("=" in a or i + 1 < len(args))), None)
-        if isinstance(e, (CheckpointError, BackboneMismatchError)) and ckpt and ckpt not in message:
-            message = f"{ckpt}: {message}"
+        ckpt = _option(args, "--ckpt_path")
+        if isinstance(e, (CheckpointError, BackboneMismatchError)) and ckpt and ckpt[-1] not in message:
+            message = f"{ckpt[-1]}: {message}"  # errors raised while Lightning restores it do not know the file
         raise UsageError(message) from None
 
 
 def console() -> int:
     """The ``zsvc`` console script and ``python -m zsvc_pl``: exit code 0 after a successful run. ``watch``
     (a live source, no dataset or trainer) has its own parser in ``zsvc_pl.watch``; the library's verbs
-    (``index``, ``search``, ``like``, ``tag``, ``moderate``, ``export``, ``status``) theirs in
+    (``zsvc_pl.library.cli.VERBS``: index, import, search, like, tag, moderate, export, status) theirs in
     ``zsvc_pl.library.cli``."""
     from zsvc_pl.library.cli import VERBS
 
