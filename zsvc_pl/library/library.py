@@ -38,7 +38,7 @@ INDEX_CHUNK = 64  # videos encoded between two commits: a kill loses at most thi
 PENDING = ".pending.json"  # the paths of the chunk being written (segments, then video rows: two commits)
 SCAN_BATCH = 65536  # rows read at a time by whole-library passes (tag, moderation): memory stays bounded
 VECTOR_INDEX_MIN = 100_000  # rows from which ``optimize`` builds an approximate vector index
-NPROBES, REFINE = 32, 10  # approximate search: partitions probed, and candidates re-ranked exactly per result
+NPROBES, REFINE = 32, 20  # approximate search: partitions probed, and candidates re-ranked exactly per result
 # IVF partitions: training costs partitions squared (k-means over 256 samples per partition), so a few hundred at
 # most; sqrt(rows), the usual advice, took over 10 minutes for 800,000 frame vectors on 2 cores
 ROWS_PER_PARTITION, MAX_PARTITIONS = 32_768, 256
@@ -192,7 +192,7 @@ class Library:
         index until ``fold_from`` of them wait, when the table is compacted and they are folded in (that rewrites
         files, so it is not done for every small addition). ``index`` calls this at its end. Returns the indexes
         each table has."""
-        from lancedb.index import BTree, IvfPq
+        from lancedb.index import Bitmap, BTree, IvfPq
 
         built = {}
         for name in ("videos", "segments"):
@@ -203,6 +203,8 @@ class Library:
             have = {tuple(ix.columns) for ix in indexes}
             if ("path",) not in have:
                 table.create_index("path", config=BTree())
+            if name == "videos" and ("status",) not in have:  # every video query filters on it: a scan at 10^6
+                table.create_index("status", config=Bitmap())
             rows = table.count_rows()
             if ("vector",) not in have and rows >= vector_index_from:
                 partitions = min(MAX_PARTITIONS, max(1, rows // ROWS_PER_PARTITION))
