@@ -94,8 +94,8 @@ def check_writable(target: str | Path) -> None:
     target = Path(target)
     if target.is_dir():
         raise OutputError(f"{target} is a folder: name a file to write")
-    atomic_write(target.with_name(f".{target.name}.probe"), lambda f: f.write(b"probe"), durable=False)
-    Path(target.with_name(f".{target.name}.probe")).unlink()
+    with _temporary(target, lambda f: None, durable=False):  # created the way the output will be, then removed
+        pass
 
 
 def atomic_write_text(target: str | Path, text: str, durable: bool = True) -> None:
