@@ -239,3 +239,52 @@ def test_tags_and_flags_are_kept_per_run_and_never_mix(filled):
     flag_rows = filled.results(runs[-1]["run"])
     assert sorted((r["path"], r["start_s"], r["end_s"]) for r in flag_rows) == sorted(
         (f.path, pytest.approx(f.start_s), pytest.approx(f.end_s)) for f in flags)
+
+
+def test_reviews_are_kept_with_their_run_shown_in_results_and_exported(filled):
+    labels = ["a red circle", "a blue square", "a green triangle", "a yellow cross"]
+    filled.flags({"a red circle": 0.5}, labels[1:], save=True)
+    run = next(r["run"] for r in filled.runs() if r["kind"] == "moderate")
+    first, second = filled.results(run)[:2]
+    filled.review(run, first["path"], first["label"], "confirm", "ana", first["start_s"])
+    filled.review(run, second["path"], second["label"], "dismiss", "ana", second["start_s"])
+    filled.review(run, second["path"], second["label"], "relabel", "ben", second["start_s"], "a red disc")
+    with pytest.raises(LibraryError, match="decision must be"):
+        filled.review(run, first["path"], first["label"], "approve", "ana", first["start_s"])
+    with pytest.raises(LibraryError, match="has no result"):
+        filled.review(run, first["path"], "a label it never gave", "confirm", "ana")
+    filled.flags({"a red circle": 0.5}, labels[1:], save=True)  # the same run saved again keeps its reviews
+    rows = {(r["path"], r["start_s"]): r for r in filled.results(run)}
+    assert rows[first["path"], first["start_s"]]["decision"] == "confirm"
+    latest = rows[second["path"], second["start_s"]]
+    assert (latest["decision"], latest["new_label"], latest["reviewer"]) == ("relabel", "a red disc", "ben")
+    exported = filled.export(run).to_pylist()
+    assert sum(r["decision"] is not None for r in exported) == 2 and len(exported) == len(rows)
+    with pytest.raises(LibraryError, match="no saved run"):
+        filled.export("tag-000000000000")
+
+
+def test_ids_durations_and_progress_and_a_format_1_library_is_upgraded(filled, tmp_path):
+    import lancedb
+    import pyarrow as pa
+
+    rows = filled.store.scan("videos", ["id", "path", "duration", "status"], "status = 'ok'").to_pylist()
+    assert all(filled.video(r["id"])["path"] == r["path"] for r in rows)
+    assert all(r["duration"] == pytest.approx(1.0) for r in rows)  # 8 frames at 8 fps
+    assert filled.video("0" * 16) is None and filled.video("../../etc") is None
+    progress = filled.progress()
+    assert progress["done"] == progress["total"] == 13 and progress["finished"]
+    # a library written by format 1: no uid, no id or duration columns
+    old = tmp_path / "old"
+    table = filled.store.table("videos").to_arrow().drop_columns(["id", "duration"])
+    db = lancedb.connect(str(old / "db"))
+    db.create_table("videos", table)
+    db.create_table("segments", filled.store.table("segments").to_arrow())
+    settings = {k: v for k, v in filled.store.settings.items() if k != "uid"}
+    (old / "library.json").write_text(json.dumps({**settings, "format": 1}))
+    upgraded = Library.open(old, model=filled.model)
+    assert json.loads((old / "library.json").read_text())["format"] == 2
+    hits = upgraded.search("a photo of a yellow cross", top_k=3)
+    assert all(upgraded.video(h.id)["path"] == h.path for h in hits) and all(h.duration is None for h in hits)
+    assert [h.path for h in hits] == [h.path for h in filled.search("a photo of a yellow cross", top_k=3)]
+    assert pa.types.is_string(upgraded.store.table("videos").schema.field("id").type)

@@ -103,6 +103,11 @@ class FrameReader:
         clip = self._adaptive(path, video.num_frames) if self.sampler.adaptive else self.sampler(video.num_frames)[0]
         return [i / video.fps for i in clip]
 
+    def duration(self, path: str) -> float:
+        """Seconds the video lasts, from the container's metadata (no decode)."""
+        video = open_video(path, short_side=self.frame_size, backend=self.backend)
+        return video.num_frames / video.fps
+
     def _adaptive(self, path: str, num_total: int) -> list[int]:
         """Frame indices from a cheap low-resolution probe pass (32 px) over the video."""
         positions = sorted(set(segment_indices(num_total, min(self.sampler.probe_frames, num_total))))

@@ -5,7 +5,7 @@
     zsvc like LIB VIDEO [--start 12 --end 15]
     zsvc tag LIB --labels labels.txt [--top-k 3] [--out tags.csv]
     zsvc moderate LIB --rules rules.yaml [--out flags.csv]
-    zsvc export LIB --out videos.csv|.parquet|.jsonl
+    zsvc export LIB --out videos.csv|.parquet|.jsonl [--run RUN]   # a saved run: its results and reviews
     zsvc status LIB
     zsvc import LIB --index videos.idx          # a zsvc_pl.search index, once, without decoding
 
@@ -60,8 +60,9 @@ def _parser() -> argparse.ArgumentParser:
     p = verb("moderate", "flags with their spans, from the stored frames")
     p.add_argument("--rules", required=True, help="YAML: flags (label: threshold), others, abstain")
     p.add_argument("--out", default=None, help="flags .csv (default: JSON Lines on stdout)")
-    p = verb("export", "the videos table (path, stamp, status, reason)")
+    p = verb("export", "the videos table (path, stamp, status, reason), or a saved run with its reviews")
     p.add_argument("--out", required=True, help=".csv, .parquet or .jsonl")
+    p.add_argument("--run", default=None, help="a saved tag or moderation run (`zsvc status` lists them)")
     verb("status", "what the library holds and what filled it")
     return parser
 
@@ -105,7 +106,8 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     lib = Library.open(args.library)
     if args.verb == "status":
-        print(json.dumps(lib.status(), indent=1))
+        print(json.dumps({**lib.status(), "runs": [{k: r[k] for k in ("run", "kind", "created")} for r in lib.runs()]},
+                         indent=1))
         return 0
     if args.verb in ("search", "like"):
         if args.verb == "like":
@@ -136,7 +138,7 @@ def _run(args: argparse.Namespace) -> int:
               "not checked", file=sys.stderr)
         return 1 if unreadable else 0
     if args.verb == "export":
-        return _export(lib.export(), Path(args.out))
+        return _export(lib.export(args.run), Path(args.out))
     raise AssertionError(args.verb)
 
 
@@ -169,5 +171,5 @@ def _export(table, out: Path) -> int:
         return _write(table.to_pylist(), str(out))
     else:
         raise ValueError(f"--out {out}: export writes .csv, .parquet or .jsonl")
-    print(f"{table.num_rows} video(s) -> {out}", file=sys.stderr)
+    print(f"{table.num_rows} row(s) -> {out}", file=sys.stderr)
     return 0

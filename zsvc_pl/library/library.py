@@ -17,6 +17,7 @@ same rows.
 from __future__ import annotations
 
 import json
+import math
 import multiprocessing as mp
 import sys
 import time
@@ -31,11 +32,13 @@ import torch
 from zsvc_pl.api import ZeroShotVideoClassifier
 from zsvc_pl.data.annotations import list_videos
 from zsvc_pl.data.outputs import atomic_write_text, file_stamp, output_lock
-from zsvc_pl.library.store import LibraryError, Store, quote
+from zsvc_pl.library.store import LibraryError, Store, now, quote, vector_column
 from zsvc_pl.timeline import Flag, Timeline
 
 INDEX_CHUNK = 64  # videos encoded between two commits: a kill loses at most this many
 PENDING = ".pending.json"  # the paths of the chunk being written (segments, then video rows: two commits)
+PROGRESS = "progress.json"  # the last or running index: videos done of those to encode, and when
+SOURCES = "sources.json"  # the folders (or files) the library was filled from: the only files it may serve
 SCAN_BATCH = 65536  # rows read at a time by whole-library passes (tag, moderation): memory stays bounded
 VECTOR_INDEX_MIN = 100_000  # rows from which ``optimize`` builds an approximate vector index
 NPROBES, REFINE = 32, 20  # approximate search: partitions probed, and candidates re-ranked exactly per result
@@ -49,6 +52,8 @@ FOLD_MIN = 20_000  # rows added since the indexes were built that are searched e
 class Hit:
     path: str
     score: float
+    id: str = ""
+    duration: float | None = None
 
 
 @dataclass
@@ -57,6 +62,8 @@ class Moment:
     start: float
     end: float
     score: float
+    id: str = ""
+    duration: float | None = None
 
 
 class Library:
@@ -133,7 +140,10 @@ class Library:
         videos = list_videos(source) if isinstance(source, (str, Path)) else [str(v) for v in source]
         if not videos:
             raise LibraryError(f"no video files under {source}: nothing to index")
+        roots = [str(Path(source).resolve())] if isinstance(source, (str, Path)) else sorted(
+            {str(Path(v).resolve().parent) for v in videos})
         with output_lock(self.store.folder / "library"):
+            atomic_write_text(self.store.folder / SOURCES, json.dumps(roots, indent=1))
             stored = self.store.stamps()
             stamps = {p: file_stamp(p) for p in videos}  # taken before reading: a change during the read shows next
             listed = set(videos)
@@ -150,12 +160,13 @@ class Library:
             todo = [p for p in todo if stamps[p] is not None]  # gone since it was listed
             errors: list[tuple[str, str]] = []
             pending: list[tuple[int, np.ndarray, np.ndarray]] = []
-            done = 0
+            done, progress = 0, {"total": len(todo), "started": now(), "finished": None}
+            atomic_write_text(self.store.folder / PROGRESS, json.dumps({**progress, "done": 0}))
 
             def commit() -> None:
                 nonlocal done
                 rows = [{"path": todo[i], "size": stamps[todo[i]][0], "mtime_ns": stamps[todo[i]][1],
-                         "status": "ok", "reason": ""} for i, _, _ in pending]
+                         "duration": reader.duration(todo[i]), "status": "ok", "reason": ""} for i, _, _ in pending]
                 rows += [{"path": p, "size": stamps[p][0], "mtime_ns": stamps[p][1], "status": "unreadable",
                           "reason": r} for p, r in errors]
                 vectors = np.stack([v for _, v, _ in pending] + [np.zeros(self.store.settings["dim"])] * len(errors))
@@ -169,6 +180,7 @@ class Library:
                 done += len(pending) + len(errors)
                 pending.clear()
                 errors.clear()
+                atomic_write_text(self.store.folder / PROGRESS, json.dumps({**progress, "done": done}))
                 if log is not None:
                     rate = done / max(time.perf_counter() - start, 1e-9)
                     print(f"index: {done}/{len(todo)} videos, {rate:.1f}/s, about "
@@ -184,6 +196,7 @@ class Library:
             if pending or errors:
                 commit()
             self.optimize()
+            atomic_write_text(self.store.folder / PROGRESS, json.dumps({**progress, "done": done, "finished": now()}))
         return counts
 
     def optimize(self, vector_index_from: int = VECTOR_INDEX_MIN, fold_from: int = FOLD_MIN) -> dict[str, list[str]]:
@@ -232,24 +245,93 @@ class Library:
         vector = np.asarray(query, np.float32)
         return vector / np.linalg.norm(vector)
 
-    def _nearest(self, name: str, vector: np.ndarray, limit: int, where: str | None) -> pa.Table:
+    def _nearest(self, name: str, vector: np.ndarray, limit: int, where: str | None, offset: int = 0) -> pa.Table:
         table = self.store.table(name)
         query = table.search(vector.astype(np.float32)).metric("dot").limit(limit)
+        if offset:
+            query = query.offset(offset)
         if any(ix.columns == ["vector"] for ix in table.list_indices()):  # approximate: probe
             query = query.nprobes(NPROBES).refine_factor(REFINE)  # widely, then re-rank the candidates exactly
         query = query.where(where, prefilter=True) if where else query
-        columns = [c for c in ("path", "t") if c in table.schema.names]
+        columns = [c for c in ("id", "path", "t", "duration") if c in table.schema.names]
         return query.select(columns + ["_distance"]).to_arrow()
 
-    def search(self, query: str | np.ndarray, top_k: int = 10) -> list[Hit]:
-        """The ``top_k`` videos most similar to a text (or a query vector ``[D]``), by cosine, best first."""
-        return self._videos_near(self._text(query), top_k)
+    def search(self, query: str | np.ndarray, top_k: int = 10, offset: int = 0, folder: str | None = None,
+               min_s: float | None = None, max_s: float | None = None, paths: Sequence[str] | None = None) -> list[Hit]:
+        """The ``top_k`` videos most similar to a text (or a query vector ``[D]``), by cosine, best first, after
+        skipping ``offset`` (paging). Filters, applied before the nearest are taken: paths under ``folder``,
+        durations from ``min_s`` to ``max_s`` seconds, only ``paths``."""
+        return self._videos_near(self._text(query), top_k, offset=offset,
+                                 where=_filters(folder, min_s, max_s, paths))
 
-    def _videos_near(self, vector: np.ndarray, top_k: int, exclude: str | None = None) -> list[Hit]:
+    def _videos_near(self, vector: np.ndarray, top_k: int, exclude: str | None = None, offset: int = 0,
+                     where: str | None = None) -> list[Hit]:
         _check_k(top_k)
-        where = "status = 'ok'" + (f" AND path != {quote(exclude)}" if exclude else "")
-        found = self._nearest("videos", vector, top_k, where)
-        return [Hit(p, round(1.0 - d, 6)) for p, d in zip(found["path"].to_pylist(), found["_distance"].to_pylist())]
+        where = "status = 'ok'" + (f" AND path != {quote(exclude)}" if exclude else "") + (where or "")
+        found = self._nearest("videos", vector, top_k, where, offset)
+        return [Hit(p, round(1.0 - d, 6), i, None if s is None else round(s, 3))
+                for i, p, s, d in zip(found["id"].to_pylist(), found["path"].to_pylist(),
+                                      found["duration"].to_pylist(), found["_distance"].to_pylist())]
+
+    def video(self, video_id: str) -> dict | None:
+        """One video's row (id, path, size, mtime_ns, duration, status, reason) by its id, or ``None``."""
+        if not isinstance(video_id, str) or len(video_id) != 16 or not video_id.isalnum():
+            return None
+        rows = self.store.scan("videos", ["id", "path", "size", "mtime_ns", "duration", "status", "reason"],
+                               f"id = {quote(video_id)}").to_pylist()
+        return rows[0] if rows else None
+
+    def video_id(self, path: str) -> str:
+        return self.store.video_id(str(path))
+
+    def media(self, video_id: str) -> Path | None:
+        """The file of a readable video of this library, by id, or ``None``: never a file outside the folders
+        the library was filled from (a link pointing out of them, or one that changed since, gives ``None``)."""
+        row = self.video(video_id)
+        if row is None or row["status"] != "ok":
+            return None
+        try:
+            roots = json.loads((self.store.folder / SOURCES).read_text(encoding="utf-8"))
+            real = Path(row["path"]).resolve(strict=True)
+        except (OSError, ValueError):
+            return None
+        inside = any(real == Path(r) or real.is_relative_to(r) for r in roots)
+        return real if inside and real.is_file() else None
+
+    def strip(self, video_id: str) -> bytes | None:
+        """A JPEG of the video's frames at its stored times, side by side (the web page's thumbnails); ``None``
+        when the file is not one ``media`` serves or cannot be decoded."""
+        from zsvc_pl.library.thumbnails import cached_strip
+
+        real = self.media(video_id)
+        if real is None:
+            return None
+        row = self.video(video_id)
+        name = f"{video_id}-{row['mtime_ns']}"
+        return cached_strip(self.store.folder, name, str(real), self.frames(row["path"])[0].tolist())
+
+    def progress(self) -> dict | None:
+        """The last or running ``index``: ``total`` videos to encode, ``done``, ``started``, ``finished`` (null
+        while it runs or after it was killed)."""
+        try:
+            return json.loads((self.store.folder / PROGRESS).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+
+    def frames(self, path: str) -> tuple[np.ndarray, np.ndarray]:
+        """One video's stored frame times ``[T]`` (sorted) and features ``[T, D]``."""
+        rows = self.store.scan("segments", ["t", "vector"], f"path = {quote(str(path))}")
+        t, order = rows["t"].to_numpy(), np.argsort(rows["t"].to_numpy(), kind="stable")
+        return t[order], _matrix(rows["vector"])[order]
+
+    def timeline(self, path: str, labels: Sequence[str]) -> Timeline:
+        """Per-frame label scores of one video from its stored frames (the curves ``explain`` draws)."""
+        t, frames = self.frames(path)
+        if not len(t):
+            raise LibraryError(f"{path} has no stored frames in {self.store.folder}")
+        text = self.model.encode_labels(list(labels)).float().cpu().numpy()
+        return next(self._timelines(pa.table({"path": [str(path)] * len(t), "t": t, "vector": vector_column(frames)}),
+                                    labels, text, float(self.model.model.logit_scale)))
 
     def moments(self, query: str | np.ndarray, top_k: int = 10) -> list[Moment]:
         """The best moment of each of the ``top_k`` videos where ``query`` holds best: the stretch of frames
@@ -266,7 +348,10 @@ class Library:
             limit *= 4
         if not best:
             return []
-        rows = self.store.scan("segments", ["path", "t", "vector"], "path IN (" + ", ".join(map(quote, best)) + ")")
+        among = "path IN (" + ", ".join(map(quote, best)) + ")"
+        rows = self.store.scan("segments", ["path", "t", "vector"], among)
+        about = self.store.scan("videos", ["path", "id", "duration"], among).to_pylist()
+        about = {r["path"]: r for r in about}
         vectors = _matrix(rows["vector"])
         scores = vectors @ text
         paths, times = np.array(rows["path"].to_pylist()), rows["t"].to_numpy()
@@ -282,8 +367,9 @@ class Library:
             while hi < len(s) - 1 and s[hi + 1] >= level:
                 hi += 1
             half = float(t[1] - t[0]) / 2 if len(t) > 1 else 0.0
+            row = about.get(path, {})
             out.append(Moment(path, round(max(0.0, float(t[lo]) - half), 3), round(float(t[hi]) + half, 3),
-                              round(float(s[peak]), 6)))
+                              round(float(s[peak]), 6), row.get("id", ""), row.get("duration")))
         return sorted(out, key=lambda m: -m.score)
 
     def like(self, video: str, top_k: int = 10, start: float | None = None, end: float | None = None) -> list[Hit]:
@@ -336,11 +422,22 @@ class Library:
         rows = self.store.table("runs").to_arrow().to_pylist()
         return sorted(({**r, "settings": json.loads(r["settings"])} for r in rows), key=lambda r: r["created"])
 
-    def results(self, run: str) -> list[dict]:
-        """The rows one saved run found, in path and rank order."""
-        rows = self.store.scan("results", ["path", "label", "rank", "score", "start_s", "end_s"],
-                               f"run = {quote(run)}").to_pylist()
-        return sorted(rows, key=lambda r: (r["path"], r["rank"]))
+    def results(self, run: str, path: str | None = None) -> list[dict]:
+        """The rows one saved run found (of one video, or all), in path and rank order, each with the latest
+        review of it: ``decision``, ``new_label``, ``reviewer``, ``at`` (``None`` when nobody reviewed it)."""
+        where = f"run = {quote(run)}" + (f" AND path = {quote(str(path))}" if path is not None else "")
+        rows = self.store.scan("results", ["path", "label", "rank", "score", "start_s", "end_s"], where).to_pylist()
+        reviews = self.store.reviews(run)
+        for r in rows:
+            seen = reviews.get((r["path"], r["label"], None if r["start_s"] is None else round(r["start_s"], 3)), {})
+            r.update({k: seen.get(k) for k in ("decision", "new_label", "reviewer", "at")})
+        return sorted(rows, key=lambda r: (r["path"], r["rank"], r["start_s"] or 0.0))
+
+    def review(self, run: str, path: str, label: str, decision: str, reviewer: str, start_s: float | None = None,
+               new_label: str | None = None) -> dict:
+        """Record a person's decision on one result of a saved run (``confirm``, ``dismiss``, or ``relabel``
+        with ``new_label``); kept in the library, and shown by ``results`` and ``export``."""
+        return self.store.review(run, str(path), label, decision, reviewer, start_s, new_label)
 
     def _batches(self, table: str, columns: list[str], where: str | None = None) -> Iterator[pa.RecordBatch]:
         query = self.store.table(table).search().select(columns)
@@ -390,9 +487,29 @@ class Library:
                                   "start_s": f.start_s, "end_s": f.end_s} for f in found])
         return found, self.unreadable()
 
-    def export(self) -> pa.Table:
-        """The videos table without vectors (path, size, mtime_ns, status, reason), for CSV, Parquet or JSON."""
-        return self.store.scan("videos", ["path", "size", "mtime_ns", "status", "reason"]).sort_by("path")
+    def export(self, run: str | None = None) -> pa.Table:
+        """The videos table without vectors (path, size, mtime_ns, duration, status, reason), or a saved run's
+        results with their reviews (see ``results``), for CSV, Parquet or JSON."""
+        if run is not None:
+            if run not in {r["run"] for r in self.runs()}:
+                raise LibraryError(f"{self.store.folder} has no saved run {run!r}: `zsvc status` lists the runs")
+            return pa.Table.from_pylist(self.results(run))
+        return self.store.scan("videos", ["path", "size", "mtime_ns", "duration", "status", "reason"]).sort_by("path")
+
+
+def _filters(folder: str | None, min_s: float | None, max_s: float | None, paths: Sequence[str] | None) -> str:
+    """The ``AND ...`` clauses of the search filters."""
+    where = ""
+    if folder:
+        where += f" AND starts_with(path, {quote(str(folder).rstrip('/') + '/')})"
+    for op, value in ((">=", min_s), ("<=", max_s)):
+        if value is not None:
+            if not math.isfinite(float(value)):
+                raise ValueError(f"a duration bound must be a number of seconds, got {value!r}")
+            where += f" AND duration {op} {float(value)!r}"
+    if paths is not None:
+        where += " AND path IN (" + (", ".join(map(quote, paths)) or "''") + ")"
+    return where
 
 
 def _matrix(column: pa.ChunkedArray | pa.Array) -> np.ndarray:

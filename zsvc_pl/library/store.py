@@ -3,48 +3,57 @@
 Tables (Lance format: columnar, versioned; every ``add`` or ``delete`` is one commit, and a reader sees the
 last committed version, so a query while ``index`` writes never sees half a batch):
 
-- ``videos``: ``path``, ``size``, ``mtime_ns`` (the file stamp taken before the read), ``status`` (``ok`` or
-  ``unreadable``), ``reason``, ``vector`` (the video embedding classification uses: the mean of the sampled
-  frames' features, L2-normalised; zeros for an unreadable file).
+- ``videos``: ``id`` (what the web page names a video by: a digest of the library's ``uid`` and the path, so an
+  id never names a file of another library), ``path``, ``size``, ``mtime_ns`` (the file stamp taken before the
+  read), ``duration`` (seconds; null when unknown), ``status`` (``ok`` or ``unreadable``), ``reason``,
+  ``vector`` (the video embedding classification uses: the mean of the sampled frames' features,
+  L2-normalised; zeros for an unreadable file).
 - ``segments``: ``path``, ``t`` (seconds), ``vector`` (one sampled frame's L2-normalised feature).
 - ``results``: what ``tag`` and ``moderate`` found, for a person to review: ``run`` (a digest of the settings
   that made it: the labels, thresholds and top-k, the backbone), ``kind``, ``path``, ``label``, ``score``,
   ``start_s``/``end_s`` (a flag's span); ``runs``: each run's settings as JSON. A run with other settings has
   another id, so its rows never mix with an earlier run's; the same run again replaces its rows.
+- ``reviews``: what a person decided about a result (``confirm``, ``dismiss``, ``relabel`` to ``new_label``),
+  who and when; appended, never rewritten, and the latest decision on a result is the one that holds. Saving a
+  run again keeps its reviews (they name the run, the path, the label and the span).
 
 Vectors are stored as float16 (half the bytes; top-1 agreement with float32 is measured by
 ``benchmarks/library_scale.py``). ``library.json`` records the backbone, its weights and the frame sampling:
 a library is filled by one model, and opening it with another is refused. One writer at a time
-(``.library.lock``); readers never wait.
+(``.library.lock``); readers never wait. A library of format 1 (no ids, no durations) is brought to format 2
+when it is first opened, without reading a video.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import secrets
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 
-from zsvc_pl.data.outputs import OutputError, atomic_write_text
+from zsvc_pl.data.outputs import OutputError, atomic_write_text, output_lock
 
 SETTINGS = "library.json"
-FORMAT = 1
+FORMAT = 2
+DECISIONS = ("confirm", "dismiss", "relabel")
 
 
 class LibraryError(ValueError):
     """A library that cannot be used as asked; the message names it and says what to do."""
 
 
-def _vectors(x: np.ndarray) -> pa.FixedSizeListArray:
+def vector_column(x: np.ndarray) -> pa.FixedSizeListArray:
     return pa.FixedSizeListArray.from_arrays(pa.array(np.ascontiguousarray(x, np.float16).ravel()), x.shape[1])
 
 
 def video_schema(dim: int) -> pa.Schema:
-    return pa.schema([("path", pa.string()), ("size", pa.int64()), ("mtime_ns", pa.int64()),
-                      ("status", pa.string()), ("reason", pa.string()), ("vector", pa.list_(pa.float16(), dim))])
+    return pa.schema([("id", pa.string()), ("path", pa.string()), ("size", pa.int64()), ("mtime_ns", pa.int64()),
+                      ("duration", pa.float32()), ("status", pa.string()), ("reason", pa.string()),
+                      ("vector", pa.list_(pa.float16(), dim))])
 
 
 def segment_schema(dim: int) -> pa.Schema:
@@ -56,6 +65,13 @@ RESULT_SCHEMA = pa.schema([("run", pa.string()), ("kind", pa.string()), ("path",
                            ("start_s", pa.float32()), ("end_s", pa.float32())])
 RUN_SCHEMA = pa.schema([("run", pa.string()), ("kind", pa.string()), ("settings", pa.string()),
                         ("created", pa.string())])
+REVIEW_SCHEMA = pa.schema([("run", pa.string()), ("path", pa.string()), ("label", pa.string()),
+                           ("start_s", pa.float32()), ("decision", pa.string()), ("new_label", pa.string()),
+                           ("reviewer", pa.string()), ("at", pa.string())])
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 class Store:
@@ -74,7 +90,8 @@ class Store:
         folder = Path(folder)
         if (folder / SETTINGS).exists():
             store = cls.open(folder)
-            changed = {k: (store.settings.get(k), v) for k, v in settings.items() if store.settings.get(k) != v}
+            changed = {k: (store.settings.get(k), v) for k, v in settings.items()
+                       if store.settings.get(k) != v and k != "uid"}
             if changed:
                 what = "; ".join(f"{k}: library {a!r}, given {b!r}" for k, (a, b) in changed.items())
                 raise LibraryError(f"{folder} was filled with other settings ({what}): a library holds one "
@@ -82,8 +99,9 @@ class Store:
             return store
         if folder.exists() and any(folder.iterdir()):
             raise LibraryError(f"{folder} exists and is not a zsvc_pl library: choose an empty or new folder")
-        atomic_write_text(folder / SETTINGS, json.dumps({"format": FORMAT, **settings}, indent=1))
-        store = cls(folder, {"format": FORMAT, **settings})
+        settings = {"format": FORMAT, "uid": secrets.token_hex(8), **settings}
+        atomic_write_text(folder / SETTINGS, json.dumps(settings, indent=1))
+        store = cls(folder, settings)
         store.db.create_table("videos", schema=video_schema(settings["dim"]), exist_ok=True)
         store.db.create_table("segments", schema=segment_schema(settings["dim"]), exist_ok=True)
         store._results_tables()
@@ -92,6 +110,37 @@ class Store:
     def _results_tables(self) -> None:
         self.db.create_table("results", schema=RESULT_SCHEMA, exist_ok=True)
         self.db.create_table("runs", schema=RUN_SCHEMA, exist_ok=True)
+        self.db.create_table("reviews", schema=REVIEW_SCHEMA, exist_ok=True)
+
+    def video_id(self, path: str) -> str:
+        """The id a video of this library is named by outside it (the web page's links)."""
+        return hashlib.sha256(f"{self.settings['uid']}\0{path}".encode()).hexdigest()[:16]
+
+    def review(self, run: str, path: str, label: str, decision: str, reviewer: str, start_s: float | None = None,
+               new_label: str | None = None) -> dict:
+        """Record a person's decision on one result of a saved run; refuses unknown decisions, runs and results."""
+        if decision not in DECISIONS:
+            raise LibraryError(f"decision must be one of {', '.join(DECISIONS)}, got {decision!r}")
+        if decision == "relabel" and not (new_label or "").strip():
+            raise LibraryError("relabel needs the new label")
+        if not reviewer.strip():
+            raise LibraryError("a review needs the reviewer's name")
+        where = f"run = {quote(run)} AND path = {quote(path)} AND label = {quote(label)}"
+        if self.table("results").count_rows(where) == 0:
+            raise LibraryError(f"run {run} has no result {label!r} for {path}")
+        row = {"run": run, "path": path, "label": label, "start_s": start_s, "decision": decision,
+               "new_label": new_label.strip() if decision == "relabel" else None, "reviewer": reviewer.strip(),
+               "at": now()}
+        self._write("reviews", pa.Table.from_pylist([row], schema=REVIEW_SCHEMA))
+        return row
+
+    def reviews(self, run: str) -> dict[tuple, dict]:
+        """The latest decision on each reviewed result of a run, by (path, label, start_s)."""
+        rows = self.scan("reviews", REVIEW_SCHEMA.names, f"run = {quote(run)}").to_pylist()
+        latest: dict[tuple, dict] = {}
+        for r in sorted(rows, key=lambda r: r["at"]):  # appended in order; equal times keep their order
+            latest[(r["path"], r["label"], _span_key(r["start_s"]))] = r
+        return latest
 
     def save_run(self, kind: str, settings: dict, rows: list[dict]) -> str:
         """Store the results of one run (``rows``: path, label, rank, score, start_s, end_s), replacing an earlier
@@ -105,8 +154,7 @@ class Store:
             self._write("results", pa.table({"run": [run] * len(rows), "kind": [kind] * len(rows),
                                              **{k: [r.get(k) for r in rows] for k in RESULT_SCHEMA.names[2:]}},
                                             schema=RESULT_SCHEMA))
-        created = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        self._write("runs", pa.table({"run": [run], "kind": [kind], "settings": [text], "created": [created]},
+        self._write("runs", pa.table({"run": [run], "kind": [kind], "settings": [text], "created": [now()]},
                                      schema=RUN_SCHEMA))
         return run
 
@@ -121,7 +169,7 @@ class Store:
                                f"`zsvc index {folder} --videos DIR`") from None
         except (ValueError, UnicodeDecodeError):
             raise LibraryError(f"{folder / SETTINGS} is damaged: it is not JSON") from None
-        if not isinstance(settings, dict) or settings.get("format") != FORMAT or "dim" not in settings:
+        if not isinstance(settings, dict) or settings.get("format") not in (1, FORMAT) or "dim" not in settings:
             raise LibraryError(f"{folder / SETTINGS} is not a library settings file of this zsvc_pl (format {FORMAT})")
         store = cls(folder, settings)
         try:
@@ -129,7 +177,23 @@ class Store:
         except Exception as e:
             raise LibraryError(f"{folder / 'db'} is damaged or missing ({type(e).__name__}): the library cannot be "
                                "read; index again into a new folder") from None
+        if settings["format"] == 1:
+            store._upgrade()
         return store
+
+    def _upgrade(self) -> None:
+        """Format 1 to 2: a uid, and the ``id`` and ``duration`` columns (durations unknown until reindexed)."""
+        with output_lock(self.folder / "library"):
+            videos = self.table("videos")
+            if "id" not in videos.schema.names:
+                videos.add_columns([pa.field("id", pa.string()), pa.field("duration", pa.float32())])
+            self.settings = {**self.settings, "format": FORMAT, "uid": self.settings.get("uid") or secrets.token_hex(8)}
+            for batch in videos.search().select(["path"]).limit(None).to_batches(65536):
+                paths = batch["path"].to_pylist()
+                ids = pa.table({"path": paths, "id": [self.video_id(p) for p in paths]})
+                videos.merge_insert("path").when_matched_update_all().execute(ids)
+            self._results_tables()
+            atomic_write_text(self.folder / SETTINGS, json.dumps(self.settings, indent=1))
 
     def table(self, name: str):
         """A table at its last committed version."""
@@ -162,17 +226,24 @@ class Store:
             paths = [p for p, times, _ in segments for _ in times]
             t = np.concatenate([np.asarray(times, np.float32) for _, times, _ in segments])
             frames = np.concatenate([f for _, _, f in segments])
-            self._write("segments", pa.table({"path": paths, "t": t, "vector": _vectors(frames)},
+            self._write("segments", pa.table({"path": paths, "t": t, "vector": vector_column(frames)},
                                              schema=segment_schema(dim)))
         if videos:
-            columns = {k: [v[k] for v in videos] for k in ("path", "size", "mtime_ns", "status", "reason")}
-            self._write("videos", pa.table({**columns, "vector": _vectors(vectors)}, schema=video_schema(dim)))
+            columns = {k: [v.get(k) for v in videos] for k in ("path", "size", "mtime_ns", "duration", "status",
+                                                               "reason")}
+            ids = [self.video_id(p) for p in columns["path"]]
+            self._write("videos", pa.table({"id": ids, **columns, "vector": vector_column(vectors)},
+                                           schema=video_schema(dim)))
 
     def _write(self, name: str, table: pa.Table) -> None:
         try:
             self.table(name).add(table)
         except OSError as e:
             raise OutputError(f"cannot write the library {self.folder} ({e}): free space or make it writable") from None
+
+
+def _span_key(start_s: float | None) -> float | None:
+    return None if start_s is None else round(float(start_s), 3)
 
 
 def quote(text: str) -> str:
