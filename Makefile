@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test setup clean
+.PHONY: demo test setup browser screenshots clean
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PY) -m venv $(VENV)
@@ -18,10 +18,25 @@ setup: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python -m zsvc_pl.demo
 
-# pytest exits 5 when it collects no test: not a failure of the project.
-test: $(STAMP)
-	CUDA_VISIBLE_DEVICES="" $(BIN)/python -m pytest -q $(PYTEST_ARGS); rc=$$?; \
+# Chromium for the web page's browser tests, from Debian's packages (Playwright's own download is not used).
+# As root (CI) it is installed and the browser tests are required; otherwise they are skipped when it is missing.
+browser:
+	@command -v chromium >/dev/null || [ "$$(id -u)" != 0 ] || { apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
+	@command -v chromium >/dev/null || echo "no chromium (install it as root: apt-get install chromium): browser tests skipped"
+
+# pytest exits 5 when it collects no test: not a failure of the project. Two workers (pytest-xdist), one per
+# core: most tests wait on imports and subprocesses, and the suite takes about two thirds of the time.
+PYTEST_ARGS ?= -n 2
+test: $(STAMP) browser
+	CUDA_VISIBLE_DEVICES="" ZSVC_REQUIRE_BROWSER=$$([ "$$(id -u)" = 0 ] && echo 1 || echo 0) \
+	  $(BIN)/python -m pytest -q $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc
+
+# The web page's screenshots in docs/img, taken by its browser tests.
+screenshots: $(STAMP) browser
+	mkdir -p docs/img
+	ZSVC_SCREENSHOTS=docs/img $(BIN)/python -m pytest -q tests/test_web_browser.py
 
 clean:
 	rm -rf $(VENV) lightning_logs demo_runs .pytest_cache

@@ -1,6 +1,5 @@
 """Reruns over a library or a run folder that changed since: nothing stale kept, nothing earlier overwritten."""
 
-import csv
 import os
 import shutil
 from pathlib import Path

@@ -3,7 +3,6 @@ for any file that is not YAML text."""
 
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 

@@ -189,7 +189,8 @@ def main(args: ArgsType = None, run: bool = True) -> ZsvcCLI:
 
 def console() -> int:
     """The ``zsvc`` console script and ``python -m zsvc_pl``: exit code 0 after a successful run. ``watch``
-    (a live source, no dataset or trainer) has its own parser in ``zsvc_pl.watch``; the library's verbs
+    (a live source, no dataset or trainer) has its own parser in ``zsvc_pl.watch``, ``serve`` (the library's
+    web page) in ``zsvc_pl.web.serve``; the library's verbs
     (``zsvc_pl.library.cli.VERBS``: index, import, search, like, tag, moderate, export, status) theirs in
     ``zsvc_pl.library.cli``."""
     from zsvc_pl.library.cli import VERBS
@@ -198,6 +199,10 @@ def console() -> int:
         from zsvc_pl.watch import main as watch_main
 
         return watch_main(sys.argv[2:])
+    if sys.argv[1:2] == ["serve"]:
+        from zsvc_pl.web.serve import main as serve_main
+
+        return serve_main(sys.argv[2:])
     if sys.argv[1:2] and sys.argv[1] in VERBS:
         from zsvc_pl.library.cli import main as library_main
 
