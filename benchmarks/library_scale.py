@@ -1,6 +1,7 @@
 """The library (``zsvc_pl.library``) at scale, against today's ``.idx`` search index, with synthetic vectors.
 
     python benchmarks/library_scale.py --sizes 10000 100000 [1000000] [--dim 512] [--frames 8] [--long 1000]
+        [--rows-per-partition 32768 --max-partitions 256 --nprobes 8 16 32]   # the vector index's settings
 
 Vectors go through the library's own write path (``Store.add``, in commits of 10,000 videos), shaped like a
 video library's (``vector_search.library``: clusters of scenes in a low-dimensional subspace); each video has
@@ -32,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from vector_search import library as clustered  # noqa: E402
 
 from zsvc_pl.library import Library  # noqa: E402
+from zsvc_pl.library import library as library_module  # noqa: E402
 from zsvc_pl.library.store import Store  # noqa: E402
 
 CHUNK = 10_000
@@ -140,11 +142,14 @@ def run_size(n: int, args, out: Path, long_videos: int = 0) -> dict:
     start = time.perf_counter()
     result["indexes"] = lib.optimize(vector_index_from=args.vector_index_from)
     result["index_build_s"] = round(time.perf_counter() - start, 1)
-    found, t = timed(lambda q: lib.search(q, 10), queries)
-    result["search_indexed"] = percentiles(t)
     index_of = {f"/videos/{i // 1000:04d}/v{i:07d}.mp4": i for i in range(n)}
-    result["recall_at_10"] = round(float(np.mean([len({index_of[h.path] for h in hits} & tr) / 10
-                                                  for hits, tr in zip(found, truth)])), 3)
+    for probes in args.nprobes or [library_module.NPROBES]:  # the last one stays for the rest
+        library_module.NPROBES = probes
+        found, t = timed(lambda q: lib.search(q, 10), queries)
+        key = "" if not args.nprobes else f"_nprobes{probes}"
+        result["search_indexed" + key] = percentiles(t)
+        result["recall_at_10" + key] = round(float(np.mean([len({index_of[h.path] for h in hits} & tr) / 10
+                                                            for hits, tr in zip(found, truth)])), 3)
     _, t = timed(lambda q: lib.moments(q, 10), queries[:20])
     result["moments_indexed"] = percentiles(t)
     result["bytes_on_disk"] = size_of(folder)
@@ -206,7 +211,12 @@ def main() -> None:
     parser.add_argument("--vector-index-from", type=int, default=100_000)
     parser.add_argument("--idx-max", type=int, default=100_000)
     parser.add_argument("--out", default="/tmp/library_scale")
+    parser.add_argument("--rows-per-partition", type=int, default=library_module.ROWS_PER_PARTITION,
+                        help="IVF partitions: rows // this, at most --max-partitions")
+    parser.add_argument("--max-partitions", type=int, default=library_module.MAX_PARTITIONS)
+    parser.add_argument("--nprobes", type=int, nargs="*", default=[], help="search latency and recall per value")
     args = parser.parse_args()
+    library_module.ROWS_PER_PARTITION, library_module.MAX_PARTITIONS = args.rows_per_partition, args.max_partitions
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     for n in args.sizes:

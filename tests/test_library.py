@@ -218,6 +218,7 @@ def test_an_index_file_is_imported_once_without_decoding(demo_inline, videos, tm
     assert lib.status()["videos"] == 12 and lib.status()["segments"] == 96
     got = [h.path for h in Library.open(tmp_path / "lib", demo_inline).search("a photo of a blue square", 3)]
     assert got == [p for p, _ in index.search(demo_inline, "a photo of a blue square", 3)]
+    assert lib.media(lib.video_id(got[0])) == Path(got[0]).resolve()  # its videos can be served
     with pytest.raises(LibraryError, match="already holds videos"):
         Library.import_index(tmp_path / "lib", tmp_path / "v.idx")
 

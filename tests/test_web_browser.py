@@ -73,6 +73,7 @@ def served(site):
 def shoot(page, name: str) -> None:
     folder = os.environ.get("ZSVC_SCREENSHOTS")
     if folder:
+        page.wait_for_load_state("networkidle")  # the thumbnails too
         page.screenshot(path=str(Path(folder) / f"{name}.png"))
 
 
@@ -81,7 +82,6 @@ def test_a_search_for_an_object_puts_its_video_first(page, served):
     first = page.locator(".card .path").first.inner_text()
     assert "a yellow cross/" in first
     assert page.locator("#latency").inner_text().endswith(" ms")
-    shoot(page, "search")
 
 
 def test_clicking_a_moment_starts_the_player_there(page, served):
@@ -89,6 +89,7 @@ def test_clicking_a_moment_starts_the_player_there(page, served):
     link = page.locator("a.moment").first
     start = float(link.get_attribute("href").split("t=")[1])
     assert "a green triangle/" in page.locator(".card .path").first.inner_text()
+    shoot(page, "search")
     link.click()
     page.wait_for_function("() => { const v = document.getElementById('player'); return v && v.readyState >= 1 && "
                            "!v.seeking; }")

@@ -107,6 +107,8 @@ class Library:
         with output_lock(store.folder / "library"):
             if store.stamps():
                 raise LibraryError(f"{folder} already holds videos: import into a new library folder")
+            roots = sorted({str(Path(p).resolve().parent) for p in index.paths})
+            atomic_write_text(store.folder / SOURCES, json.dumps(roots, indent=1))
             for i in range(0, len(index.paths), INDEX_CHUNK):
                 part = range(i, min(i + INDEX_CHUNK, len(index.paths)))
                 rows = [{"path": index.paths[j], "size": index.stamps[j][0], "mtime_ns": index.stamps[j][1],
@@ -291,10 +293,10 @@ class Library:
         if row is None or row["status"] != "ok":
             return None
         try:
-            roots = json.loads((self.store.folder / SOURCES).read_text(encoding="utf-8"))
             real = Path(row["path"]).resolve(strict=True)
         except (OSError, ValueError):
             return None
+        roots = self.sources()
         inside = any(real == Path(r) or real.is_relative_to(r) for r in roots)
         return real if inside and real.is_file() else None
 
@@ -309,6 +311,14 @@ class Library:
         row = self.video(video_id)
         name = f"{video_id}-{row['mtime_ns']}"
         return cached_strip(self.store.folder, name, str(real), self.frames(row["path"])[0].tolist())
+
+    def sources(self) -> list[str]:
+        """The folders (resolved) the library was last filled from; empty for a library filled before they were
+        recorded (``index`` again records them, encoding nothing that is unchanged)."""
+        try:
+            return json.loads((self.store.folder / SOURCES).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return []
 
     def progress(self) -> dict | None:
         """The last or running ``index``: ``total`` videos to encode, ``done``, ``started``, ``finished`` (null

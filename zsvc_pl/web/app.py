@@ -45,6 +45,13 @@ def create_app(library: Library, reviewer: str, token: str | None = None) -> Fas
     pages = Jinja2Templates(directory=str(HERE / "templates"))
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     library.model  # built now, not by the first requests at once
+    roots = [r.rstrip("/") + "/" for r in library.sources()]
+
+    def short(path: str) -> str:
+        """A path as shown on a card: below the folder the library was filled from (its title holds all of it)."""
+        return next((path[len(r):] for r in roots if path.startswith(r)), path)
+
+    pages.env.filters["short"] = short
 
     @app.middleware("http")
     async def door(request: Request, call_next):
