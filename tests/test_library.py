@@ -289,3 +289,23 @@ def test_ids_durations_and_progress_and_a_format_1_library_is_upgraded(filled, t
     assert all(upgraded.video(h.id)["path"] == h.path for h in hits) and all(h.duration is None for h in hits)
     assert [h.path for h in hits] == [h.path for h in filled.search("a photo of a yellow cross", top_k=3)]
     assert pa.types.is_string(upgraded.store.table("videos").schema.field("id").type)
+
+
+def test_a_label_set_with_example_clips_of_the_library_tags_without_decoding(filled, monkeypatch):
+    paths = sorted(filled.store.scan("videos", ["path"], "status = 'ok'")["path"].to_pylist())
+    circles, crosses = ([p for p in paths if kind in p] for kind in ("red circle", "yellow cross"))
+    no_decoding(monkeypatch)
+    words = ["a blicket", "a wug", "a blue square", "a green triangle"]  # two invented names
+    plain = {t["path"]: t["labels"][0] for t in filled.tag(words, top_k=1)}
+    assert {plain[p] for p in circles + crosses} <= {"a blicket", "a wug"}
+    assert not any(plain[p] == "a blicket" for p in circles)  # by words alone, the circles go the other way
+    shown = {t["path"]: t["labels"][0] for t in filled.tag(
+        {"a blicket": [circles[0]], "a wug": [crosses[0]], "a blue square": None, "a green triangle": None},
+        top_k=1, save=True)}
+    assert [shown[p] for p in circles + crosses] == ["a blicket"] * 3 + ["a wug"] * 3  # one clip each teaches it
+    assert all(shown[p] == plain[p] for p in paths if p not in circles + crosses)
+    run = next(r for r in filled.runs() if r["settings"].get("examples"))
+    assert run["settings"]["examples"][:2] == [[circles[0]], [crosses[0]]]
+    outside = str(Path(crosses[0]).parent.parent.parent / "broken.mp4")
+    with pytest.raises(LibraryError, match="not a readable video of this library"):
+        filled.tag({"a blicket": [outside], "a wug": None}, library_examples_only=True)

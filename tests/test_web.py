@@ -198,3 +198,18 @@ def test_pages_answer_with_what_the_library_holds(server, libraries):
     vid = lib.video_id(sorted(lib.store.scan("videos", ["path"], "status = 'ok'")["path"].to_pylist())[0])
     status, _, page = get(server, f"/video/{vid}?t=0.5&labels=" + quote("a red circle|a blue square"))
     assert status == 200 and page.count(b"<polyline") == 2 and b'data-start="0.5"' in page
+
+
+def test_tags_from_a_label_set_with_library_videos_as_examples(server, libraries):
+    lib = libraries[0]
+    paths = lib.store.scan("videos", ["path"], "status = 'ok'")["path"].to_pylist()
+    circles, crosses = (sorted(p for p in paths if kind in p) for kind in ("red circle/", "yellow cross/"))
+    text = (f"a blicket: [{lib.video_id(circles[0])}]\na wug: [{lib.video_id(crosses[0])}]\na blue square:\n"
+            "a green triangle:\n")
+    status, headers, _ = post(server, "/tags", {"labels": text, "top_k": 1})
+    assert status == 303
+    status, _, page = get(server, headers["location"])
+    group = page.decode().split("<h2>a blicket")[1].split("</section>")[0]
+    assert sorted(card_paths(group.encode())) == circles  # the example's own kind, by one library clip
+    for refused in ("a blicket: [/etc/passwd.mp4]\nb:", "a blicket: [" + "0" * 16 + ".mp4]\nb:", "a: [b\nc:"):
+        assert post(server, "/tags", {"labels": refused})[0] == 400, refused

@@ -3,7 +3,7 @@
     zsvc index LIB --videos DIR [--model.model_name ViT-B-32 --model.pretrained openai --data.num_frames 8]
     zsvc search LIB "a person riding a horse" [--moments] [--top-k 10] [--json]
     zsvc like LIB VIDEO [--start 12 --end 15]
-    zsvc tag LIB --labels labels.txt [--top-k 3] [--out tags.csv]
+    zsvc tag LIB --labels labels.txt|label_set.yaml|examples/ [--top-k 3] [--out tags.csv]
     zsvc moderate LIB --rules rules.yaml [--out flags.csv]
     zsvc export LIB --out videos.csv|.parquet|.jsonl [--run RUN]   # a saved run: its results and reviews
     zsvc status LIB
@@ -54,7 +54,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=int, default=10)
     p.add_argument("--json", action="store_true")
     p = verb("tag", "every video against a label list, from the stored vectors")
-    p.add_argument("--labels", required=True, help="a label file (one per line, id,name CSV, JSON)")
+    p.add_argument("--labels", required=True, help="a label file (one per line, id,name CSV, JSON), or a label "
+                   "set with example clips (YAML 'label: [text or clip, ...]', or a folder of clips per label)")
     p.add_argument("--top-k", type=int, default=3)
     p.add_argument("--out", default=None, help=".csv or .jsonl (default: JSON Lines on stdout)")
     p = verb("moderate", "flags with their spans, from the stored frames")
@@ -123,9 +124,7 @@ def _run(args: argparse.Namespace) -> int:
                 print(f"{rank}. {row['score']:.3f}{span}  {printable(row['path'])}")
         return 0
     if args.verb == "tag":
-        from zsvc_pl.labels import read_label_file
-
-        return _write(lib.tag(read_label_file(args.labels), args.top_k, save=True), args.out)
+        return _write(lib.tag(args.labels, args.top_k, save=True), args.out)
     if args.verb == "moderate":
         from zsvc_pl.moderation import load_rules
 

@@ -31,8 +31,10 @@ import torch
 
 from zsvc_pl.api import ZeroShotVideoClassifier
 from zsvc_pl.data.annotations import list_videos
+from zsvc_pl.data.label_sets import LabelSet, LabelsLike, read_label_set
 from zsvc_pl.data.outputs import atomic_write_text, file_stamp, output_lock
 from zsvc_pl.library.store import LibraryError, Store, now, quote, vector_column
+from zsvc_pl.model.examples import ExampleMemory
 from zsvc_pl.timeline import Flag, Timeline
 
 INDEX_CHUNK = 64  # videos encoded between two commits: a kill loses at most this many
@@ -405,24 +407,52 @@ class Library:
             vector = vector / np.linalg.norm(vector)
         return self._videos_near(vector, top_k, exclude=video)
 
-    def tag(self, labels: Sequence[str], top_k: int = 3, save: bool = False) -> list[dict]:
-        """Every readable video's ``top_k`` labels with their probabilities (softmax over ``labels`` of the
-        stored embeddings, as zero-shot classification scores them), in path order. ``save``: keep them in the
-        library as a run of their own (``runs()``, ``results(run)``) for review."""
+    def tag(self, labels: LabelsLike | str | Path, top_k: int = 3, save: bool = False,
+            library_examples_only: bool = False) -> list[dict]:
+        """Every readable video's ``top_k`` labels with their probabilities (softmax over the labels of the
+        stored embeddings, as zero-shot classification scores them), in path order. ``labels``: names, or a label
+        set with texts and example clips (``zsvc_pl.data.label_sets``: a mapping, a YAML file, a folder); an
+        example that is a video of the library is taken from the store, any other is encoded, unless
+        ``library_examples_only`` (then it is refused). ``save``: keep them in the library as a run of their own
+        (``runs()``, ``results(run)``) for review."""
         _check_k(top_k)
-        text = self.model.encode_labels(list(labels)).float().cpu()
+        label_set = read_label_set(labels)
+        names = label_set.names
+        text = self.model.model.text_features(label_set.prompts).float().cpu()
+        memory = self._examples(label_set, library_examples_only)
         scale, out = float(self.model.model.logit_scale), []
         for batch in self._batches("videos", ["path", "vector"], "status = 'ok'"):  # never the whole library at once
-            probs = (scale * torch.from_numpy(_matrix(batch["vector"])) @ text.T).softmax(-1)
-            scores, idx = probs.topk(min(top_k, len(labels)), dim=-1)
-            out += [{"path": p, "labels": [labels[j] for j in i], "scores": [round(x, 6) for x in s]}
+            videos = torch.from_numpy(_matrix(batch["vector"]))
+            logits = scale * videos @ text.T
+            if memory is not None:
+                logits = logits + scale * memory.logits(videos)
+            scores, idx = logits.softmax(-1).topk(min(top_k, len(names)), dim=-1)
+            out += [{"path": p, "labels": [names[j] for j in i], "scores": [round(x, 6) for x in s]}
                     for p, i, s in zip(batch["path"].to_pylist(), idx.tolist(), scores.tolist())]
         out.sort(key=lambda r: r["path"])
         if save:
-            self.store.save_run("tag", {"labels": list(labels), "top_k": top_k, **self._made_by()},
+            described = label_set.has_examples or any(t != [n] for n, t in zip(names, label_set.texts))
+            extra = {"texts": label_set.texts, "examples": label_set.clips} if described else {}
+            self.store.save_run("tag", {"labels": names, "top_k": top_k, **extra, **self._made_by()},
                                 [{"path": r["path"], "label": label, "rank": k, "score": score} for r in out
                                  for k, (label, score) in enumerate(zip(r["labels"], r["scores"]))])
         return out
+
+    def _examples(self, label_set: LabelSet, library_only: bool) -> ExampleMemory | None:
+        """The label set's example clips as a cache model: stored embeddings for the library's own videos."""
+        clips, owner = label_set.example_clips()
+        if not clips:
+            return None
+        rows = self.store.scan("videos", ["path", "vector"],
+                               "status = 'ok' AND path IN (" + ", ".join(map(quote, clips)) + ")")
+        stored = dict(zip(rows["path"].to_pylist(), _matrix(rows["vector"]))) if rows.num_rows else {}
+        missing = [c for c in clips if c not in stored]
+        if missing and library_only:
+            raise LibraryError(f"example clip {missing[0]} is not a readable video of this library")
+        encoded = dict(zip(missing, self.model.encode_videos(missing).numpy())) if missing else {}
+        features = torch.from_numpy(np.stack([stored.get(c, encoded.get(c)) for c in clips]).astype(np.float32))
+        return ExampleMemory(torch.nn.functional.normalize(features, dim=-1), owner, len(label_set.names),
+                             weight=self.model.example_weight)
 
     def _made_by(self) -> dict:
         return {k: self.store.settings[k] for k in ("backbone", "sampling")}

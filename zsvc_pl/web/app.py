@@ -20,14 +20,17 @@ import time
 from pathlib import Path
 from urllib.parse import urlencode, urlsplit
 
+import yaml
 from fastapi import FastAPI, Form, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
+from zsvc_pl.data.label_sets import LabelSet
 from zsvc_pl.data.outputs import csv_text
 from zsvc_pl.library.library import Library
 from zsvc_pl.library.store import LibraryError
+from zsvc_pl.yaml_files import loads
 
 HERE = Path(__file__).parent
 PER_PAGE, MAX_PER_PAGE, MAX_PAGE, REVIEW_PAGE = 24, 100, 1000, 50
@@ -173,10 +176,10 @@ def create_app(library: Library, reviewer: str, token: str | None = None) -> Fas
 
     @app.post("/tags")
     def tag(labels: str = Form(...), top_k: int = Form(3)) -> RedirectResponse:
-        names = list(dict.fromkeys(x.strip() for x in labels.splitlines() if x.strip()))
-        if len(names) < 2:
+        label_set = _label_set(library, labels)
+        if len(label_set.names) < 2:
             raise HTTPException(400, "give at least two labels, one per line")
-        library.tag(names, min(max(1, top_k), len(names)), save=True)
+        library.tag(label_set, min(max(1, top_k), len(label_set.names)), save=True, library_examples_only=True)
         return RedirectResponse(f"/tags?{urlencode({'run': latest('tag')['run']})}", 303)
 
     @app.get("/review", response_class=HTMLResponse)
@@ -231,6 +234,24 @@ def _same_origin(request: Request) -> bool:
         return False
     parts = urlsplit(source)
     return parts.scheme in ("http", "https") and parts.netloc == request.headers.get("host")
+
+
+def _label_set(library: Library, text: str) -> LabelSet:
+    """The Tags form: one label per line, or ``label: example, ...`` lines (a YAML mapping) whose examples are
+    words or library videos, named by id (the video page shows it) or by path."""
+    lines = [x.strip() for x in text.splitlines() if x.strip()]
+    if not any(":" in x for x in lines):
+        return LabelSet(list(dict.fromkeys(lines)))
+    try:
+        mapping = loads(text)
+    except (ValueError, yaml.YAMLError) as e:
+        raise LibraryError(f"the labels are not 'label: [example, ...]' lines: {str(e).splitlines()[0]}") from None
+    if not isinstance(mapping, dict):
+        raise LibraryError("the labels are not 'label: [example, ...]' lines")
+    for name, items in mapping.items():
+        items = [] if items is None else [items] if isinstance(items, str) else items
+        mapping[name] = [(library.video(x) or {}).get("path", x) if isinstance(x, str) else x for x in items]
+    return LabelSet.from_mapping(mapping, source="the labels")
 
 
 def _label(result: dict) -> str:
