@@ -123,3 +123,35 @@ def test_a_transformers_checkpoint_that_does_not_fit_names_the_keys(tmp_path):
     with pytest.raises(ConversionError, match=r"missing \['ln_final.weight'\], unexpected "
                                               r"\['visual.extra_head.weight'\]"):
         load_clip("ViT-B-32", str(tmp_path / "hf-clip"))
+
+
+def test_a_hub_tokenizer_offline_fails_in_one_line_and_loads_from_a_local_folder(tmp_path):
+    """SigLIP-style configs name a tokenizer on the Hugging Face hub (``hf_tokenizer_name``): offline it is one
+    line saying how to provide it (not a traceback after a minute of retries); in ``cache_dir/<hub name>`` it
+    loads with no network."""
+    import json
+
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    from zsvc_pl.model import BackboneLoadError, create_model
+
+    words = ["[PAD]", "[UNK]", "a", "photo", "of", "red", "circle", "blue", "square"]
+    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]").save_pretrained(
+        tmp_path / "cache" / "zsvc-test" / "tiny-tokenizer")
+    config = tmp_path / "tiny-hubtok.json"
+    config.write_text(json.dumps({
+        "embed_dim": 32, "vision_cfg": {"image_size": 32, "layers": 1, "width": 64, "head_width": 32,
+                                        "mlp_ratio": 2.0, "patch_size": 8},
+        "text_cfg": {"context_length": 16, "vocab_size": 16, "width": 32, "heads": 2, "layers": 1, "mlp_ratio": 2.0,
+                     "hf_tokenizer_name": "zsvc-test/tiny-tokenizer", "tokenizer_kwargs": {"clean": "canonicalize"}}}))
+    with pytest.raises(BackboneLoadError) as e:
+        create_model(str(config), "none")
+    message = str(e.value)
+    assert len(message.splitlines()) == 1 and "zsvc-test/tiny-tokenizer" in message and "--model.cache_dir" in message
+    model = create_model(str(config), "none", cache_dir=str(tmp_path / "cache"))
+    tokens = model.tokenizer(["a red circle", "a blue square"])
+    assert tokens.shape == (2, 16) and tokens[0, :3].tolist() == [2, 5, 6] and tokens[1, :3].tolist() == [2, 7, 8]
+    assert model.text_features(["a red circle", "a blue square"]).shape == (2, 32)

@@ -163,6 +163,35 @@ def _vifi_base(name: str, cache_dir: str | None, model_name: str, checkpoint: st
             f"--out vifi-clip.pt, then pass --model.pretrained vifi-clip.pt") from e
 
 
+def _tokenizer(name: str, model_name: str, cache_dir: str | None):
+    """open_clip's tokenizer for ``name``. One whose files live on the Hugging Face hub (SigLIP, SigLIP 2, ...)
+    is read from ``cache_dir/<hub name>`` when that folder exists, else from the hub or its cache; offline and
+    not cached, it fails at once with one line that says how to provide it."""
+    import open_clip
+
+    text = (open_clip.get_model_config(name) or {}).get("text_cfg", {})
+    hub = text.get("hf_tokenizer_name")
+    if not hub:
+        return open_clip.get_tokenizer(name, cache_dir=cache_dir)
+    local = Path(cache_dir) / hub if cache_dir else None
+    try:
+        if local is not None and local.is_dir():
+            return open_clip.tokenizer.HFTokenizer(str(local), context_length=text.get("context_length", 77),
+                                                   **text.get("tokenizer_kwargs", {}))
+        with _download_guard(True):
+            return open_clip.get_tokenizer(name, cache_dir=cache_dir)
+    except ImportError:
+        raise BackboneLoadError(f"'{model_name}' uses a Hugging Face tokenizer ({hub}): pip install transformers") \
+            from None
+    except Exception as e:
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise BackboneLoadError(
+            f"the tokenizer of '{model_name}' ({hub}, from the Hugging Face hub) could not be read ({reason}): on a "
+            f"machine with internet run `AutoTokenizer.from_pretrained('{hub}').save_pretrained(DIR)` (transformers), "
+            f"put DIR at {cache_dir or 'CACHE'}/{hub} and pass that cache folder (CLI: --model.cache_dir "
+            f"{cache_dir or 'CACHE'}; Python: cache_dir=...)") from None
+
+
 def load_clip(model_name: str = "ViT-B-32", pretrained: str | None = "openai",
               cache_dir: str | None = None) -> Backbone:
     """Build a frozen open_clip model in eval mode, with its tokenizer and preprocessing facts."""
@@ -200,7 +229,7 @@ def load_clip(model_name: str = "ViT-B-32", pretrained: str | None = "openai",
     pp = getattr(model.visual, "preprocess_cfg", {}) or {}
     size = pp.get("size", getattr(model.visual, "image_size", 224))
     size = size[0] if isinstance(size, (tuple, list)) else int(size)
-    tokenizer = tokenizer or open_clip.get_tokenizer(name, cache_dir=cache_dir)
+    tokenizer = tokenizer or _tokenizer(name, model_name, cache_dir)
     with torch.no_grad():
         embed_dim = int(model.encode_text(tokenizer(["a"])).shape[-1])
     return Backbone(
