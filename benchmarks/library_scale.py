@@ -44,7 +44,8 @@ class TextStandIn:
 
     def __init__(self, dim: int, frames: int) -> None:
         self.num_frames, self.backbone_identity = frames, "synthetic"
-        self.model = SimpleNamespace(embed_dim=dim, logit_scale=torch.tensor(100.0))
+        self.model = SimpleNamespace(embed_dim=dim, logit_scale=torch.tensor(100.0), text_features=self.encode_labels)
+        self.example_weight = 0.0
         self._reader = SimpleNamespace(sampling_key=f"synthetic,frames={frames}")
 
     def reader(self):

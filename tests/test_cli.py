@@ -69,6 +69,16 @@ def test_python_m_entry_point():
     assert res.returncode == 0 and "fit" in res.stdout and "predict" in res.stdout
 
 
+def test_the_library_and_its_web_page_start_without_lightning_or_matplotlib():
+    """They are imported by the verbs that need them (fit, test, pictures), not by ``import zsvc_pl``."""
+    code = ("import sys, zsvc_pl, zsvc_pl.library, zsvc_pl.web.serve, zsvc_pl.api\n"
+            "print(sorted(m for m in ('lightning', 'matplotlib', 'open_clip') if m in sys.modules))\n"
+            "print(zsvc_pl.ZeroShotVideoClassifier.__module__, zsvc_pl.VideoDataModule.__module__)")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.splitlines() == ["[]", "zsvc_pl.api zsvc_pl.data.datamodule"]
+
+
 def test_predict_resumes_after_an_interruption(tiny_ckpt, video_root, tmp_path):
     out = tmp_path / "tags.csv"
     argv = ["predict", "--model.model_name", str(TINY_CONFIG), "--model.pretrained", tiny_ckpt,

@@ -2,17 +2,36 @@
 
 Layers, lowest first: ``labels`` (pure Python), ``model`` (tensors only) and ``data`` (files -> frames),
 ``train`` (the LightningModule, metrics, callbacks), then the uses: ``api``, ``timeline``, ``search``,
-``moderation``, ``cli``, ``protocols``, ``convert``. No module imports from a layer above its own.
+``moderation``, ``library``, ``web``, ``cli``, ``protocols``, ``convert``. No module imports from a layer above
+its own. The names below are imported when first used.
 """
 
-from zsvc_pl.api import ZeroShotVideoClassifier
-from zsvc_pl.data import VideoDataModule, VideoDecodeError
-from zsvc_pl.demo.world import generate_dataset
-from zsvc_pl.model import BackboneLoadError, VideoTextModel, create_model, load_clip
-from zsvc_pl.train import BackboneMismatchError, VideoClassificationTask
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.2.0"
 
-__all__ = ["ZeroShotVideoClassifier", "VideoClassificationTask", "VideoTextModel", "VideoDataModule",
-           "create_model", "load_clip", "BackboneLoadError", "BackboneMismatchError", "VideoDecodeError",
-           "generate_dataset", "__version__"]
+_WHERE = {
+    "ZeroShotVideoClassifier": "zsvc_pl.api",
+    "VideoClassificationTask": "zsvc_pl.train.task",
+    "VideoTextModel": "zsvc_pl.model.video_text",
+    "VideoDataModule": "zsvc_pl.data.datamodule",
+    "create_model": "zsvc_pl.model.video_text",
+    "load_clip": "zsvc_pl.model.backbone",
+    "BackboneLoadError": "zsvc_pl.model.backbone",
+    "BackboneMismatchError": "zsvc_pl.train.checkpoints",
+    "VideoDecodeError": "zsvc_pl.data.decoding",
+    "generate_dataset": "zsvc_pl.demo.world",
+}
+__all__ = [*_WHERE, "__version__"]
+
+
+def __getattr__(name: str):
+    """Import a name's module when it is first used: a command that needs neither Lightning nor matplotlib
+    does not pay for them at start-up."""
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_WHERE[name]), name)
+    globals()[name] = value
+    return value

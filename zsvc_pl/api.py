@@ -34,7 +34,6 @@ from zsvc_pl.model.abstention import NONE_LABEL, fit_threshold, open_set_score
 from zsvc_pl.model.examples import DEFAULT_WEIGHT, ExampleMemory, check_example_weight
 from zsvc_pl.model.video_text import VideoTextModel, create_model
 from zsvc_pl.timeline import Timeline, explain_figure, video_timeline
-from zsvc_pl.train.figures import save
 from zsvc_pl.train.features import batch_features
 
 Result = list[tuple[str, float]]
@@ -294,5 +293,7 @@ class ZeroShotVideoClassifier:
         tl = self.timeline(video, labels, num_frames)
         fig = explain_figure(tl, top_k=top_k)
         if save_to:
+            from zsvc_pl.train.figures import save  # Lightning and matplotlib: imported when a picture is saved
+
             save(fig, save_to)
         return tl, fig

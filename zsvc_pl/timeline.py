@@ -7,11 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-import matplotlib
 import numpy as np
 import torch
 import torch.nn.functional as F
-from matplotlib.figure import Figure
 
 from zsvc_pl.data.reader import FrameReader
 from zsvc_pl.model.video_text import VideoTextModel
@@ -104,6 +102,9 @@ def _wrap(label: str, width: int = 28) -> str:
 
 def explain_figure(tl: Timeline, top_k: int = 3, max_frames: int = 8):
     """A strip of sampled frames over a plot of the top labels' per-frame scores against time."""
+    import matplotlib
+    from matplotlib.figure import Figure
+
     mean = tl.scores.mean(0)
     top = np.argsort(-mean)[:top_k]
     show = np.linspace(0, len(tl.times) - 1, min(max_frames, len(tl.times))).round().astype(int)

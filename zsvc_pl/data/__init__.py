@@ -1,12 +1,31 @@
 """The data layer: video file -> frames. Sampling, decoding, the frame reader, annotations, datasets, the data
-module, the feature cache and safe output writing. Nothing here knows the model."""
+module, the feature cache and safe output writing. Nothing here knows the model. Names are imported when first
+used (the data module needs Lightning; reading frames does not)."""
 
-from zsvc_pl.data.annotations import VideoRecord, list_videos
-from zsvc_pl.data.datamodule import VideoDataModule
-from zsvc_pl.data.datasets import VideoClassificationDataset, collate_videos
-from zsvc_pl.data.decoding import VideoDecodeError, open_video
-from zsvc_pl.data.reader import FrameReader
-from zsvc_pl.data.sampling import DEFAULT_NUM_FRAMES, FrameSampler
+from __future__ import annotations
 
-__all__ = ["VideoDataModule", "VideoClassificationDataset", "VideoRecord", "collate_videos", "list_videos",
-           "VideoDecodeError", "open_video", "FrameReader", "FrameSampler", "DEFAULT_NUM_FRAMES"]
+import importlib
+
+_WHERE = {
+    "VideoDataModule": "zsvc_pl.data.datamodule",
+    "VideoClassificationDataset": "zsvc_pl.data.datasets",
+    "VideoRecord": "zsvc_pl.data.annotations",
+    "collate_videos": "zsvc_pl.data.datasets",
+    "list_videos": "zsvc_pl.data.annotations",
+    "VideoDecodeError": "zsvc_pl.data.decoding",
+    "open_video": "zsvc_pl.data.decoding",
+    "FrameReader": "zsvc_pl.data.reader",
+    "FrameSampler": "zsvc_pl.data.sampling",
+    "DEFAULT_NUM_FRAMES": "zsvc_pl.data.sampling",
+}
+__all__ = list(_WHERE)
+
+
+def __getattr__(name: str):
+    """Import a name's module when it is first used: a command that needs neither Lightning nor matplotlib
+    does not pay for them at start-up."""
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_WHERE[name]), name)
+    globals()[name] = value
+    return value
