@@ -66,7 +66,23 @@ def test_predict_writes_one_row_per_video(tiny_ckpt, video_root, tmp_path):
 
 def test_python_m_entry_point():
     res = subprocess.run([sys.executable, "-m", "zsvc_pl", "--help"], capture_output=True, text=True, timeout=120)
-    assert res.returncode == 0 and "fit" in res.stdout and "predict" in res.stdout
+    assert res.returncode == 0
+    verbs = [line.split()[0] for line in res.stdout.splitlines() if line.startswith("  ")]
+    assert verbs == ["fit", "validate", "test", "predict", "index", "import", "search", "like", "tag", "moderate",
+                     "export", "status", "watch", "serve"]  # every verb, one line each
+    res = subprocess.run([sys.executable, "-m", "zsvc_pl"], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2 and "usage: zsvc VERB" in res.stderr  # no verb: a mistake
+    res = subprocess.run([sys.executable, "-m", "zsvc_pl", "fit", "--help"], capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode == 0 and "--trainer" in res.stdout  # the Lightning verbs keep their full help
+
+
+def test_help_starts_nothing_heavy():
+    code = ("import contextlib, io, sys\nsys.argv = ['zsvc', '--help']\nfrom zsvc_pl.commands import console\n"
+            "with contextlib.redirect_stdout(io.StringIO()):\n    console()\n"
+            "print(sorted(m for m in ('torch', 'lightning', 'lancedb') if m in sys.modules))")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0 and res.stdout.strip() == "[]", res.stderr
 
 
 def test_the_library_and_its_web_page_start_without_lightning_or_matplotlib():

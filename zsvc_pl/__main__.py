@@ -1,5 +1,5 @@
 import sys
 
-from zsvc_pl.cli import console
+from zsvc_pl.commands import console
 
 sys.exit(console())

@@ -185,27 +185,3 @@ def main(args: ArgsType = None, run: bool = True) -> ZsvcCLI:
         if isinstance(e, (CheckpointError, BackboneMismatchError)) and ckpt and ckpt[-1] not in message:
             message = f"{ckpt[-1]}: {message}"  # errors raised while Lightning restores it do not know the file
         raise UsageError(message) from None
-
-
-def console() -> int:
-    """The ``zsvc`` console script and ``python -m zsvc_pl``: exit code 0 after a successful run. ``watch``
-    (a live source, no dataset or trainer) has its own parser in ``zsvc_pl.watch``, ``serve`` (the library's
-    web page) in ``zsvc_pl.web.serve``; the library's verbs
-    (``zsvc_pl.library.cli.VERBS``: index, import, search, like, tag, moderate, export, status) theirs in
-    ``zsvc_pl.library.cli``."""
-    from zsvc_pl.library.cli import VERBS
-
-    if sys.argv[1:2] == ["watch"]:
-        from zsvc_pl.watch import main as watch_main
-
-        return watch_main(sys.argv[2:])
-    if sys.argv[1:2] == ["serve"]:
-        from zsvc_pl.web.serve import main as serve_main
-
-        return serve_main(sys.argv[2:])
-    if sys.argv[1:2] and sys.argv[1] in VERBS:
-        from zsvc_pl.library.cli import main as library_main
-
-        return library_main(sys.argv[1:])
-    main()
-    return 0

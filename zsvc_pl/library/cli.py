@@ -20,7 +20,14 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-VERBS = ("index", "import", "search", "like", "tag", "moderate", "export", "status")
+VERBS = {"index": "add new and changed videos, drop deleted ones (resumable)",
+         "import": "a new library from a zsvc_pl.search index file, without decoding",
+         "search": "videos (or --moments) most like a text",
+         "like": "videos most like a video, or like its moment --start/--end",
+         "tag": "every video against a label list or label set, from the stored vectors",
+         "moderate": "flags with their spans, from the stored frames",
+         "export": "the videos table, or a saved run with its reviews",
+         "status": "what the library holds and what filled it"}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -28,43 +35,43 @@ def _parser() -> argparse.ArgumentParser:
                                      allow_abbrev=False)
     verbs = parser.add_subparsers(dest="verb", required=True)
 
-    def verb(name: str, help: str) -> argparse.ArgumentParser:
-        p = verbs.add_parser(name, help=help, allow_abbrev=False)
+    def verb(name: str) -> argparse.ArgumentParser:
+        p = verbs.add_parser(name, help=VERBS[name], allow_abbrev=False)
         p.add_argument("library", help="the library folder")
         p.add_argument("--debug", action="store_true", help="show the traceback of an error")
         return p
 
-    p = verb("index", "add new and changed videos, drop deleted ones (resumable)")
+    p = verb("index")
     p.add_argument("--videos", required=True, help="a folder (recursive) or one video")
     p.add_argument("--model.model_name", dest="model_name", default="ViT-B-32")
     p.add_argument("--model.pretrained", dest="pretrained", default="openai")
     p.add_argument("--data.num_frames", dest="num_frames", type=int, default=8)
     p.add_argument("--data.batch_size", dest="batch_size", type=int, default=8)
-    p = verb("import", "a new library from a zsvc_pl.search index file, without decoding")
+    p = verb("import")
     p.add_argument("--index", required=True, help="the .idx file")
-    p = verb("search", "videos (or --moments) most like a text")
+    p = verb("search")
     p.add_argument("query")
     p.add_argument("--moments", action="store_true", help="where in each video: start and end seconds")
     p.add_argument("--top-k", type=int, default=10)
     p.add_argument("--json", action="store_true", help="JSON Lines instead of a table")
-    p = verb("like", "videos most like a video, or like its moment --start/--end")
+    p = verb("like")
     p.add_argument("video")
     p.add_argument("--start", type=float, default=None)
     p.add_argument("--end", type=float, default=None)
     p.add_argument("--top-k", type=int, default=10)
     p.add_argument("--json", action="store_true")
-    p = verb("tag", "every video against a label list, from the stored vectors")
+    p = verb("tag")
     p.add_argument("--labels", required=True, help="a label file (one per line, id,name CSV, JSON), or a label "
                    "set with example clips (YAML 'label: [text or clip, ...]', or a folder of clips per label)")
     p.add_argument("--top-k", type=int, default=3)
     p.add_argument("--out", default=None, help=".csv or .jsonl (default: JSON Lines on stdout)")
-    p = verb("moderate", "flags with their spans, from the stored frames")
+    p = verb("moderate")
     p.add_argument("--rules", required=True, help="YAML: flags (label: threshold), others, abstain")
     p.add_argument("--out", default=None, help="flags .csv (default: JSON Lines on stdout)")
-    p = verb("export", "the videos table (path, stamp, status, reason), or a saved run with its reviews")
+    p = verb("export")
     p.add_argument("--out", required=True, help=".csv, .parquet or .jsonl")
     p.add_argument("--run", default=None, help="a saved tag or moderation run (`zsvc status` lists them)")
-    verb("status", "what the library holds and what filled it")
+    verb("status")
     return parser
 
 
