@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from library_scale import CHUNK, TextStandIn, add, clustered, percentiles, size_of, videos_and_frames  # noqa: E402
+from library_scale import CHUNK, TextStandIn, add, size_of, videos_and_frames  # noqa: E402
 
 from zsvc_pl.library import Library  # noqa: E402
 
