@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from library_scale import CHUNK, TextStandIn, add, size_of, videos_and_frames  # noqa: E402
 
 from zsvc_pl.library import Library  # noqa: E402
+from zsvc_pl.library.library import best_span  # noqa: E402
 
 
 class SqliteStore:
@@ -83,14 +84,7 @@ class SqliteStore:
         for path in best:
             rows = self.db.execute("SELECT row, t FROM segments WHERE path = ? ORDER BY t", (path,)).fetchall()
             idx, t = np.array([r for r, _ in rows]), np.array([x for _, x in rows])
-            s = scores[idx]
-            peak = int(s.argmax())
-            level, lo, hi = s.min() + (s[peak] - s.min()) / 2, peak, peak
-            while lo > 0 and s[lo - 1] >= level:
-                lo -= 1
-            while hi < len(s) - 1 and s[hi + 1] >= level:
-                hi += 1
-            out.append((path, float(t[lo]), float(t[hi]), float(s[peak])))
+            out.append((path, *best_span(t, scores[idx])))
         return out
 
 

@@ -4,7 +4,7 @@ used (the data module needs Lightning; reading frames does not)."""
 
 from __future__ import annotations
 
-import importlib
+from zsvc_pl.lazy import lazy_names
 
 _WHERE = {
     "VideoDataModule": "zsvc_pl.data.datamodule",
@@ -20,12 +20,4 @@ _WHERE = {
 }
 __all__ = list(_WHERE)
 
-
-def __getattr__(name: str):
-    """Import a name's module when it is first used: a command that needs neither Lightning nor matplotlib
-    does not pay for them at start-up."""
-    if name not in _WHERE:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(_WHERE[name]), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_names(__name__, _WHERE)

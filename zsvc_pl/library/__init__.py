@@ -4,16 +4,10 @@ export|status``). Names are imported when first used (``zsvc --help`` reads the 
 
 from __future__ import annotations
 
-import importlib
+from zsvc_pl.lazy import lazy_names
 
 _WHERE = {"Hit": "zsvc_pl.library.library", "Library": "zsvc_pl.library.library",
           "Moment": "zsvc_pl.library.library", "LibraryError": "zsvc_pl.library.store"}
 __all__ = list(_WHERE)
 
-
-def __getattr__(name: str):
-    if name not in _WHERE:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(_WHERE[name]), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_names(__name__, _WHERE)

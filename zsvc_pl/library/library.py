@@ -372,17 +372,10 @@ class Library:
         for path in best:
             mask = paths == path
             order = np.argsort(times[mask])
-            s, t = scores[mask][order], times[mask][order]
-            peak = int(s.argmax())
-            level, lo, hi = s.min() + (s[peak] - s.min()) / 2, peak, peak
-            while lo > 0 and s[lo - 1] >= level:
-                lo -= 1
-            while hi < len(s) - 1 and s[hi + 1] >= level:
-                hi += 1
-            half = float(t[1] - t[0]) / 2 if len(t) > 1 else 0.0
+            start, end, peak = best_span(times[mask][order], scores[mask][order])
             row = about.get(path, {})
-            out.append(Moment(path, round(max(0.0, float(t[lo]) - half), 3), round(float(t[hi]) + half, 3),
-                              round(float(s[peak]), 6), row.get("id", ""), row.get("duration")))
+            out.append(Moment(path, round(start, 3), round(end, 3), round(peak, 6), row.get("id", ""),
+                              row.get("duration")))
         return sorted(out, key=lambda m: -m.score)
 
     def like(self, video: str, top_k: int = 10, start: float | None = None, end: float | None = None) -> list[Hit]:
@@ -536,6 +529,20 @@ class Library:
                 raise LibraryError(f"{self.store.folder} has no saved run {run!r}: `zsvc status` lists the runs")
             return pa.Table.from_pylist(self.results(run))
         return self.store.scan("videos", ["path", "size", "mtime_ns", "duration", "status", "reason"]).sort_by("path")
+
+
+def best_span(t: np.ndarray, s: np.ndarray) -> tuple[float, float, float]:
+    """One video's moment from its frame times ``t`` (sorted) and scores ``s``: the stretch of frames around the
+    best one scoring at least halfway between the lowest and that peak, padded by half a frame step; returns
+    (start, end, peak score)."""
+    peak = int(s.argmax())
+    level, lo, hi = s.min() + (s[peak] - s.min()) / 2, peak, peak
+    while lo > 0 and s[lo - 1] >= level:
+        lo -= 1
+    while hi < len(s) - 1 and s[hi + 1] >= level:
+        hi += 1
+    half = float(t[1] - t[0]) / 2 if len(t) > 1 else 0.0
+    return max(0.0, float(t[lo]) - half), float(t[hi]) + half, float(s[peak])
 
 
 def _filters(folder: str | None, min_s: float | None, max_s: float | None, paths: Sequence[str] | None) -> str:
