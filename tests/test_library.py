@@ -289,6 +289,7 @@ def test_ids_durations_and_progress_and_a_format_1_library_is_upgraded(filled, t
     assert all(upgraded.video(h.id)["path"] == h.path for h in hits) and all(h.duration is None for h in hits)
     assert [h.path for h in hits] == [h.path for h in filled.search("a photo of a yellow cross", top_k=3)]
     assert pa.types.is_string(upgraded.store.table("videos").schema.field("id").type)
+    assert upgraded.sources() == [] and upgraded.media(hits[0].id) is None  # folders unknown: nothing is served
 
 
 def test_a_label_set_with_example_clips_of_the_library_tags_without_decoding(filled, monkeypatch):

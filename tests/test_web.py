@@ -193,6 +193,7 @@ def test_pages_answer_with_what_the_library_holds(server, libraries):
     assert status == 200 and card_paths(page) == []  # every clip lasts one second
     status, _, page = get(server, "/status")
     assert b"broken.mp4" in page and b'id="videos">13<' in page  # 12 clips and the link
+    assert str(lib.store.folder.parent.resolve() / "v").encode() in page.split(b'id="sources"')[1][:400]
     status, _, page = get(server, "/tags?abstain=0.999")
     assert b"none of these" in page
     vid = lib.video_id(sorted(lib.store.scan("videos", ["path"], "status = 'ok'")["path"].to_pylist())[0])

@@ -220,7 +220,7 @@ def create_app(library: Library, reviewer: str, token: str | None = None) -> Fas
         progress = library.progress()
         return page(request, "status.html", status=library.status(), unreadable=library.unreadable(),
                     progress=progress, running=bool(progress and not progress.get("finished")),
-                    runs=library.runs())
+                    runs=library.runs(), sources=library.sources())
 
     return app
 
