@@ -53,6 +53,7 @@ def no_decoding(monkeypatch):
     monkeypatch.setattr(reader_module, "open_video", refuse)
     monkeypatch.setattr(reader_module.FrameReader, "read", refuse)
     monkeypatch.setattr(reader_module.FrameReader, "times", refuse)
+    monkeypatch.setattr(reader_module.FrameReader, "timing", refuse)
 
 
 def test_every_use_answers_from_the_store_without_opening_a_video(filled, demo_model, videos, monkeypatch):

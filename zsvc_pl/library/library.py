@@ -33,7 +33,7 @@ from zsvc_pl.api import ZeroShotVideoClassifier
 from zsvc_pl.data.annotations import list_videos
 from zsvc_pl.data.label_sets import LabelSet, LabelsLike, read_label_set
 from zsvc_pl.data.outputs import atomic_write_text, file_stamp, output_lock
-from zsvc_pl.library.store import LibraryError, Store, now, quote, vector_column
+from zsvc_pl.library.store import LibraryError, Store, now, quote, span_key, vector_column
 from zsvc_pl.model.examples import ExampleMemory
 from zsvc_pl.timeline import Flag, Timeline
 
@@ -170,12 +170,13 @@ class Library:
 
             def commit() -> None:
                 nonlocal done
+                timing = {todo[i]: reader.timing(todo[i]) for i, _, _ in pending}  # frame times, duration
                 rows = [{"path": todo[i], "size": stamps[todo[i]][0], "mtime_ns": stamps[todo[i]][1],
-                         "duration": reader.duration(todo[i]), "status": "ok", "reason": ""} for i, _, _ in pending]
+                         "duration": timing[todo[i]][1], "status": "ok", "reason": ""} for i, _, _ in pending]
                 rows += [{"path": p, "size": stamps[p][0], "mtime_ns": stamps[p][1], "status": "unreadable",
                           "reason": r} for p, r in errors]
                 vectors = np.stack([v for _, v, _ in pending] + [np.zeros(self.store.settings["dim"])] * len(errors))
-                segments = [(todo[i], reader.times(todo[i]), f) for i, _, f in pending]
+                segments = [(todo[i], timing[todo[i]][0], f) for i, _, f in pending]
                 marker = self.store.folder / PENDING
                 atomic_write_text(marker, json.dumps([r["path"] for r in rows]))
                 self.store.add(rows, vectors, segments)
@@ -292,7 +293,9 @@ class Library:
     def media(self, video_id: str) -> Path | None:
         """The file of a readable video of this library, by id, or ``None``: never a file outside the folders
         the library was filled from (a link pointing out of them, or one that changed since, gives ``None``)."""
-        row = self.video(video_id)
+        return self._served(self.video(video_id))
+
+    def _served(self, row: dict | None) -> Path | None:
         if row is None or row["status"] != "ok":
             return None
         try:
@@ -308,10 +311,10 @@ class Library:
         when the file is not one ``media`` serves or cannot be decoded."""
         from zsvc_pl.library.thumbnails import cached_strip
 
-        real = self.media(video_id)
+        row = self.video(video_id)
+        real = self._served(row)
         if real is None:
             return None
-        row = self.video(video_id)
         name = f"{video_id}-{row['mtime_ns']}"
         return cached_strip(self.store.folder, name, str(real), self.frames(row["path"])[0].tolist())
 
@@ -463,7 +466,7 @@ class Library:
         rows = self.store.scan("results", ["path", "label", "rank", "score", "start_s", "end_s"], where).to_pylist()
         reviews = self.store.reviews(run)
         for r in rows:
-            seen = reviews.get((r["path"], r["label"], None if r["start_s"] is None else round(r["start_s"], 3)), {})
+            seen = reviews.get((r["path"], r["label"], span_key(r["start_s"])), {})
             r.update({k: seen.get(k) for k in ("decision", "new_label", "reviewer", "at")})
         return sorted(rows, key=lambda r: (r["path"], r["rank"], r["start_s"] or 0.0))
 

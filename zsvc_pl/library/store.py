@@ -139,7 +139,7 @@ class Store:
         rows = self.scan("reviews", REVIEW_SCHEMA.names, f"run = {quote(run)}").to_pylist()
         latest: dict[tuple, dict] = {}
         for r in sorted(rows, key=lambda r: r["at"]):  # appended in order; equal times keep their order
-            latest[(r["path"], r["label"], _span_key(r["start_s"]))] = r
+            latest[(r["path"], r["label"], span_key(r["start_s"]))] = r
         return latest
 
     def save_run(self, kind: str, settings: dict, rows: list[dict]) -> str:
@@ -242,7 +242,8 @@ class Store:
             raise OutputError(f"cannot write the library {self.folder} ({e}): free space or make it writable") from None
 
 
-def _span_key(start_s: float | None) -> float | None:
+def span_key(start_s: float | None) -> float | None:
+    """A flag's start as reviews and results are matched on (to the millisecond; ``None`` for a tag)."""
     return None if start_s is None else round(float(start_s), 3)
 
 

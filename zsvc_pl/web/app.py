@@ -80,11 +80,11 @@ def create_app(library: Library, reviewer: str, token: str | None = None) -> Fas
     def page(request: Request, name: str, **context) -> HTMLResponse:
         return pages.TemplateResponse(request, name, {"library": library.store.folder.name, **context})
 
-    def path_of(video: str) -> str:
+    def row_of(video: str) -> dict:
         row = library.video(video)
         if row is None:
             raise HTTPException(404, "no such video in this library")
-        return row["path"]
+        return row
 
     def latest(kind: str) -> dict | None:
         runs = [r for r in library.runs() if r["kind"] == kind]
@@ -112,14 +112,15 @@ def create_app(library: Library, reviewer: str, token: str | None = None) -> Fas
             if x is not None and not math.isfinite(x):
                 raise HTTPException(400, "times and durations are numbers of seconds")
         hits, took, note, tag_run = [], None, "", latest("tag")
+        like_path = row_of(like)["path"] if like else ""
         if q.strip() or like:
             began = time.perf_counter()
-            hits, note = _search(library, q.strip(), moments, like and path_of(like), start, end, folder, tag,
+            hits, note = _search(library, q.strip(), moments, like_path, start, end, folder, tag,
                                  min_s, max_s, page_no, per, tag_run)
             took = (time.perf_counter() - began) * 1000
         tags = tag_run["settings"]["labels"] if tag_run else []
         query = {k: v for k, v in request.query_params.items() if k != "page_no"}
-        return page(request, "search.html", q=q, moments=moments, like=like, like_path=like and path_of(like),
+        return page(request, "search.html", q=q, moments=moments, like=like, like_path=like_path,
                     hits=hits, took=took, note=note, page_no=page_no, per=per, folder=folder, tag=tag, tags=tags,
                     min_s=min_s, max_s=max_s, prev=urlencode({**query, "page_no": page_no - 1}),
                     next=urlencode({**query, "page_no": page_no + 1}), more=len(hits) == per)
@@ -133,8 +134,8 @@ def create_app(library: Library, reviewer: str, token: str | None = None) -> Fas
 
     @app.get("/video/{video}", response_class=HTMLResponse)
     def video(request: Request, video: str, t: float = 0.0, labels: str = "") -> HTMLResponse:
-        path = path_of(video)
-        row = library.video(video)
+        row = row_of(video)
+        path = row["path"]
         tag_run = latest("tag")
         names = [x.strip() for x in labels.split("|") if x.strip()] or (
             tag_run["settings"]["labels"] if tag_run else [])
@@ -202,7 +203,7 @@ def create_app(library: Library, reviewer: str, token: str | None = None) -> Fas
         start = float(start_s) if start_s.strip() else None
         if start is not None and not math.isfinite(start):
             raise HTTPException(400, "start_s must be a number of seconds")
-        library.review(run, path_of(video), label, decision, reviewer, start, new_label or None)
+        library.review(run, row_of(video)["path"], label, decision, reviewer, start, new_label or None)
         target = urlsplit(back)
         if target.scheme or target.netloc or not back.startswith("/") or back.startswith("//"):
             back = "/"
