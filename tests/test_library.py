@@ -1,5 +1,6 @@
 """The library: filled once, every use answered from the store without opening a video, resumable, never mixed."""
 
+import io
 import json
 import shutil
 import subprocess
@@ -8,11 +9,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from tests.conftest import lock_held_elsewhere
 from zsvc_pl.data import reader as reader_module
 from zsvc_pl.library import Library, LibraryError
 from zsvc_pl.library import library as library_module
+from zsvc_pl.library import thumbnails
 from zsvc_pl.library.store import Store
 from zsvc_pl.moderation import flag_videos
 
@@ -54,6 +57,7 @@ def no_decoding(monkeypatch):
     monkeypatch.setattr(reader_module.FrameReader, "read", refuse)
     monkeypatch.setattr(reader_module.FrameReader, "times", refuse)
     monkeypatch.setattr(reader_module.FrameReader, "timing", refuse)
+    monkeypatch.setattr(thumbnails, "open_video", refuse)  # thumbnail strips are made while indexing
 
 
 def test_every_use_answers_from_the_store_without_opening_a_video(filled, demo_model, videos, monkeypatch):
@@ -70,6 +74,8 @@ def test_every_use_answers_from_the_store_without_opening_a_video(filled, demo_m
     assert {t["path"]: t["labels"][0] for t in tags} == expected  # the same top label as classifying the files
     hits = filled.search("a photo of a yellow cross", top_k=3)
     assert all("yellow cross" in h.path for h in hits) and hits[0].score >= hits[-1].score
+    shown = filled.gallery(hits)._repr_html_()  # a notebook cell: each hit with its strip
+    assert shown.count('src="data:image/jpeg;base64,') == 3 and hits[0].path in shown
     moments = filled.moments("a photo of a green triangle", top_k=3)
     assert len(moments) == 3 and all("green triangle" in m.path for m in moments)
     assert all(0 <= m.start < m.end <= 2.2 for m in moments)
@@ -311,3 +317,47 @@ def test_a_label_set_with_example_clips_of_the_library_tags_without_decoding(fil
     outside = str(Path(crosses[0]).parent.parent.parent / "broken.mp4")
     with pytest.raises(LibraryError, match="not a readable video of this library"):
         filled.tag({"a blicket": [outside], "a wug": None}, library_examples_only=True)
+
+
+@pytest.fixture(scope="module")
+def long_video(tmp_path_factory) -> Path:
+    """20 s at 2 frames/s: a red circle throughout, but a yellow cross at 15-16 s, which the 4 frames
+    classification samples (2.5, 7.5, 12.5, 17.5 s) all miss."""
+    from zsvc_pl.demo.world import render_still, write_video
+
+    rng = np.random.default_rng(0)
+    frames = np.stack([render_still(*(("yellow", "cross", "right") if i in (30, 31) else ("red", "circle", "left")),
+                                    rng) for i in range(40)])
+    path = tmp_path_factory.mktemp("long") / "long.mp4"
+    write_video(path, frames, fps=2)
+    return path
+
+
+def test_a_long_video_keeps_a_segment_every_few_seconds_and_classifies_as_before(demo_model, long_video, tmp_path,
+                                                                                   monkeypatch):
+    from zsvc_pl import ZeroShotVideoClassifier
+
+    model = ZeroShotVideoClassifier(model=demo_model.model, num_frames=4, num_workers=0)
+    spread = Library.create(tmp_path / "spread", "demo", "demo", 4, model=model, every_s=1.0)
+    sampled = Library.create(tmp_path / "sampled", "demo", "demo", 4, model=model, every_s=0)
+    for lib in (spread, sampled):
+        lib.index([str(long_video)], log=None)
+    expected = model.encode_videos([long_video])[0].numpy()
+    no_decoding(monkeypatch)
+    times, _ = spread.frames(str(long_video))
+    assert times.tolist() == [i + 0.5 for i in range(20)]  # one a second, the sampled ones among them
+    assert sampled.frames(str(long_video))[0].tolist() == [2.5, 7.5, 12.5, 17.5]
+    for lib in (spread, sampled):  # the video embedding is classification's, whatever is kept for moments
+        vector = library_module._matrix(lib.store.scan("videos", ["vector"])["vector"])[0]
+        assert np.abs(vector - expected).max() < 2e-3
+    found = spread.moments("a photo of a yellow cross", top_k=1)[0]
+    assert found.start <= 15.5 <= found.end and found.end - found.start <= 2
+    missed = sampled.moments("a photo of a yellow cross", top_k=1)[0]
+    assert missed.score < found.score - 0.1 and missed.end - missed.start >= 5  # 4 frames cannot place it
+    strip = spread.strip(spread.store.video_id(str(long_video)))
+    assert Image.open(io.BytesIO(strip)).size == (4 * 72, 72)  # the 4 sampled frames, made while indexing
+    with pytest.raises(ValueError, match="every_s"):
+        Library.create(tmp_path / "bad", "demo", "demo", 4, model=model, every_s=-1)
+    with pytest.raises(LibraryError, match="every_s"):  # settings of a library are its own
+        Library.create(tmp_path / "spread", "demo", "demo", 4, model=model, every_s=2.0)
+    assert Library.create(tmp_path / "spread", "demo", "demo", 4, model=model).store.settings["every_s"] == 1.0

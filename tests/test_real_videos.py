@@ -100,3 +100,32 @@ def test_the_rotated_phone_clip_comes_out_portrait():
     path = str(Path(ROOT, "_robustness", "decord_video_90.mov"))
     frames = read_frames(open_video(path), [0], path)
     assert frames.shape == (1, 568, 320, 3)
+
+
+def test_a_library_of_real_clips_keeps_long_ones_every_two_seconds(tiny_model, tiny_ckpt, tmp_path):
+    import numpy as np
+
+    from zsvc_pl.library import Library
+    from zsvc_pl.library.library import _matrix
+    from zsvc_pl.library.store import quote
+
+    rows = sorted(csv.DictReader(open(Path(ROOT, "manifest.csv"))), key=lambda r: -float(r["duration_s"] or 0))
+    rows = [r for r in rows if r["duration_s"] and r["codec"] != "cinepak"]  # tree.avi decodes 68 of its 444 frames
+    chosen = rows[:3] + rows[-2:]  # the longest and the shortest
+    paths = [str(Path(ROOT, r["path"])) for r in chosen]
+    lib = Library.create(tmp_path / "lib", str(TINY_CONFIG), tiny_ckpt, 4, model=tiny_model)
+    counts = lib.index(paths, log=None)
+    assert counts["added"] + counts["unreadable"] == len(paths) and counts["added"] >= 4
+    expected = dict(zip(paths, tiny_model.encode_videos(paths, errors=[]).numpy()))
+    for path, row in zip(paths, chosen):
+        video = lib.video(lib.store.video_id(path))
+        if video["status"] != "ok":
+            continue
+        times, _ = lib.frames(path)
+        duration = float(row["duration_s"])
+        assert abs(video["duration"] - duration) < 1.0, path
+        assert len(times) >= min(600, int(duration / 2)), path  # one every 2 s at least (the sampled 4 among them)
+        assert np.all(np.diff(times) >= 0) and times[-1] <= video["duration"]
+        vector = _matrix(lib.store.scan("videos", ["vector"], f"path = {quote(path)}")["vector"])[0]
+        assert np.abs(vector - expected[path]).max() < 2e-3, path  # classification's embedding, unchanged
+        assert (lib.store.folder / "thumbs" / f"{video['id']}-{video['mtime_ns']}.jpg").is_file()

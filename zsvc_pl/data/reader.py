@@ -6,9 +6,11 @@ backend fallbacks and the size bounds hold everywhere.
 
 from __future__ import annotations
 
+import math
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, TypeVar
 
 import numpy as np
 import torch
@@ -25,6 +27,22 @@ class Clip:
     frames: torch.Tensor
     indices: list[list[int]]
     fps: float
+
+
+@dataclass
+class Segments:
+    """The frames of one video a library keeps: uint8 crops ``[N, 3, S, S]`` at ``times`` (seconds, sorted);
+    ``uniform`` the positions among them of the frames classification samples (in its order), whose uncropped
+    pictures ``[T, H, W, 3]`` (short side ``frame_size``) are in ``pictures``; the video's ``duration``."""
+
+    frames: torch.Tensor
+    times: list[float]
+    uniform: list[int]
+    pictures: np.ndarray
+    duration: float
+
+
+T = TypeVar("T")
 
 
 class FrameReader:
@@ -62,13 +80,24 @@ class FrameReader:
 
     def read(self, path: str, rng: np.random.Generator | None = None) -> Clip:
         """The sampled frames of ``path``, within the time limit; raises ``VideoDecodeError``."""
+        return self._limited(path, lambda: self._read(path, rng))
+
+    def read_segments(self, path: str, every_s: float, max_segments: int) -> Segments:
+        """The sampled frames of ``path`` (one clip, one crop) and, when the video is longer than ``num_frames``
+        times ``every_s`` seconds, frames spread one per ``every_s`` seconds (at most ``max_segments``), read in
+        one decode within the time limit. A library stores them all as segments (moments in long videos) and
+        embeds the video from the sampled ones alone, as classification does."""
+        return self._limited(path, lambda: self._read_segments(path, every_s, max_segments))
+
+    def _limited(self, path: str, read: Callable[[], T]) -> T:
+        """``read()`` within the per-video time limit."""
         if not self.timeout_s:
-            return self._read(path, rng)
+            return read()
         box: dict = {}
 
         def work() -> None:
             try:
-                box["clip"] = self._read(path, rng)
+                box["clip"] = read()
             except BaseException as e:  # handed to the caller below
                 box["error"] = e
 
@@ -95,6 +124,24 @@ class FrameReader:
         views = [square_crops(frames[c * t : (c + 1) * t], self.frame_size, self.num_crops)
                  for c in range(len(clips))]
         return Clip(torch.cat(views), clips, video.fps)
+
+    def _read_segments(self, path: str, every_s: float, max_segments: int) -> Segments:
+        if self.sampler.num_clips != 1 or self.num_crops != 1:
+            raise ValueError("segments are read with one clip and one crop")
+        video = open_video(path, short_side=self.frame_size, backend=self.backend)
+        uniform = self._adaptive(path, video.num_frames) if self.sampler.adaptive else self.sampler(video.num_frames)[0]
+        duration = video.num_frames / video.fps
+        spread = min(max_segments, math.ceil(duration / every_s)) if every_s > 0 else 0
+        if spread <= len(uniform):  # a short video: its sampled frames are its segments, as they are
+            indices, positions = list(uniform), list(range(len(uniform)))
+        else:
+            indices = sorted(set(uniform) | set(segment_indices(video.num_frames, spread)))
+            positions = [indices.index(i) for i in uniform]
+        frames = read_frames(video, indices, path)
+        if frames.shape[0] != len(indices) or frames.shape[-1] != 3:
+            raise VideoDecodeError(path, f"decoder returned frames of shape {tuple(frames.shape)}")
+        return Segments(square_crops(frames, self.frame_size, 1)[0], [i / video.fps for i in indices], positions,
+                        frames[positions], duration)
 
     def times(self, path: str) -> list[float]:
         """Seconds of the frames ``read`` samples from the first clip of ``path``, from the container's metadata

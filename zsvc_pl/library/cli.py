@@ -1,6 +1,7 @@
 """The library's verbs on the command line (``zsvc VERB LIB ...``, also ``python -m zsvc_pl VERB LIB ...``):
 
     zsvc index LIB --videos DIR [--model.model_name ViT-B-32 --model.pretrained openai --data.num_frames 8]
+                                [--library.every_s 2 --library.max_segments 600]
     zsvc search LIB "a person riding a horse" [--moments] [--top-k 10] [--json]
     zsvc like LIB VIDEO [--start 12 --end 15]
     zsvc tag LIB --labels labels.txt|label_set.yaml|examples/ [--top-k 3] [--out tags.csv]
@@ -47,6 +48,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--model.pretrained", dest="pretrained", default="openai")
     p.add_argument("--data.num_frames", dest="num_frames", type=int, default=8)
     p.add_argument("--data.batch_size", dest="batch_size", type=int, default=8)
+    p.add_argument("--library.every_s", dest="every_s", type=float, default=None,
+                   help="a new library: one segment every this many seconds of a long video (default 2; 0: the "
+                   "sampled frames only)")
+    p.add_argument("--library.max_segments", dest="max_segments", type=int, default=None,
+                   help="a new library: segments per video at most (default 600)")
     p = verb("import")
     p.add_argument("--index", required=True, help="the .idx file")
     p = verb("search")
@@ -101,7 +107,8 @@ def _run(args: argparse.Namespace) -> int:
         from zsvc_pl.api import ZeroShotVideoClassifier
 
         model = ZeroShotVideoClassifier(args.model_name, args.pretrained, num_frames=args.num_frames)
-        lib = Library.create(args.library, args.model_name, args.pretrained, args.num_frames, model=model)
+        lib = Library.create(args.library, args.model_name, args.pretrained, args.num_frames, model=model,
+                             every_s=args.every_s, max_segments=args.max_segments)
         counts = lib.index(args.videos, args.batch_size)
         for path, reason in lib.unreadable():
             print(f"unreadable {printable(path)}: {reason}", file=sys.stderr)

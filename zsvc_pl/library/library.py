@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import math
-import multiprocessing as mp
 import sys
 import time
 from dataclasses import dataclass
@@ -33,7 +32,9 @@ from zsvc_pl.api import ZeroShotVideoClassifier
 from zsvc_pl.data.annotations import list_videos
 from zsvc_pl.data.label_sets import LabelSet, LabelsLike, read_label_set
 from zsvc_pl.data.outputs import atomic_write_text, file_stamp, output_lock
-from zsvc_pl.library.store import LibraryError, Store, now, quote, span_key, vector_column
+from zsvc_pl.library.filling import EVERY_S, MAX_SEGMENTS, Encoded, encode_segments
+from zsvc_pl.library.store import SETTINGS, LibraryError, Store, now, quote, span_key, vector_column
+from zsvc_pl.library.thumbnails import Gallery, keep_strip
 from zsvc_pl.model.examples import ExampleMemory
 from zsvc_pl.timeline import Flag, Timeline
 
@@ -80,12 +81,23 @@ class Library:
 
     @classmethod
     def create(cls, folder: str | Path, model_name: str = "ViT-B-32", pretrained: str | None = "openai",
-               num_frames: int = 8, model: ZeroShotVideoClassifier | None = None) -> "Library":
-        """A new library filled by this backbone and frame count (or the existing one with the same settings)."""
+               num_frames: int = 8, model: ZeroShotVideoClassifier | None = None, every_s: float | None = None,
+               max_segments: int | None = None) -> "Library":
+        """A new library filled by this backbone and frame count (or the existing one with the same settings).
+        Long videos keep a segment every ``every_s`` seconds (default 2; 0: the sampled frames only), at most
+        ``max_segments`` (default 600); left out for an existing library, its own values hold."""
         model = model or ZeroShotVideoClassifier(model_name, pretrained, num_frames=num_frames)
         settings = {"model_name": model_name, "pretrained": pretrained, "backbone": model.backbone_identity,
                     "sampling": model.reader().sampling_key, "num_frames": model.num_frames,
                     "dim": model.model.embed_dim}
+        if every_s is not None and not every_s >= 0:
+            raise ValueError(f"every_s must be 0 (the sampled frames only) or more seconds, got {every_s}")
+        if max_segments is not None and max_segments < 1:
+            raise ValueError(f"max_segments must be at least 1, got {max_segments}")
+        new = not (Path(folder) / SETTINGS).exists()
+        for key, given, default in (("every_s", every_s, EVERY_S), ("max_segments", max_segments, MAX_SEGMENTS)):
+            if given is not None or new:
+                settings[key] = default if given is None else given
         return cls(Store.create(folder, settings), model)
 
     @classmethod
@@ -105,7 +117,7 @@ class Library:
                                f"the library from the videos with `zsvc index {folder} --videos DIR`")
         settings = {"model_name": index.model_name, "pretrained": index.pretrained, "backbone": index.backbone,
                     "sampling": index.sampling, "num_frames": index.num_frames,
-                    "dim": int(index.embeddings.shape[1]) if index.paths else 0}
+                    "dim": int(index.embeddings.shape[1]) if index.paths else 0, "every_s": 0, "max_segments": 0}
         store = Store.create(folder, settings)
         with output_lock(store.folder / "library"):
             if store.stamps():
@@ -154,49 +166,51 @@ class Library:
             listed = set(videos)
             todo = [p for p in videos if p not in stored or list(stored[p]) != stamps[p]]
             again = set(todo)
-            pending = self.store.folder / PENDING  # the chunk a killed run was writing: its rows may be half there
-            if pending.exists():
-                self.store.delete(json.loads(pending.read_text(encoding="utf-8")))
-                pending.unlink()
+            marker = self.store.folder / PENDING  # the chunk a killed run was writing: its rows may be half there
+            if marker.exists():
+                self.store.delete(json.loads(marker.read_text(encoding="utf-8")))
+                marker.unlink()
             self.store.delete([p for p in stored if p not in listed or p in again])
             counts = {"kept": len(videos) - len(todo), "added": 0, "unreadable": 0,
                       "dropped": len([p for p in stored if p not in listed])}
-            start, reader = time.perf_counter(), self.model.reader()
+            start = time.perf_counter()
             todo = [p for p in todo if stamps[p] is not None]  # gone since it was listed
             errors: list[tuple[str, str]] = []
-            pending: list[tuple[int, np.ndarray, np.ndarray]] = []
-            done, progress = 0, {"total": len(todo), "started": now(), "finished": None}
+            pending: list[Encoded] = []
+            done, frames, progress = 0, 0, {"total": len(todo), "started": now(), "finished": None}
             atomic_write_text(self.store.folder / PROGRESS, json.dumps({**progress, "done": 0}))
 
             def commit() -> None:
-                nonlocal done
-                timing = {todo[i]: reader.timing(todo[i]) for i, _, _ in pending}  # frame times, duration
-                rows = [{"path": todo[i], "size": stamps[todo[i]][0], "mtime_ns": stamps[todo[i]][1],
-                         "duration": timing[todo[i]][1], "status": "ok", "reason": ""} for i, _, _ in pending]
+                nonlocal done, frames
+                rows = [{"path": todo[e.index], "size": stamps[todo[e.index]][0],
+                         "mtime_ns": stamps[todo[e.index]][1], "duration": e.duration, "status": "ok", "reason": ""}
+                        for e in pending]
                 rows += [{"path": p, "size": stamps[p][0], "mtime_ns": stamps[p][1], "status": "unreadable",
                           "reason": r} for p, r in errors]
-                vectors = np.stack([v for _, v, _ in pending] + [np.zeros(self.store.settings["dim"])] * len(errors))
-                segments = [(todo[i], timing[todo[i]][0], f) for i, _, f in pending]
-                marker = self.store.folder / PENDING
+                vectors = np.stack([e.vector for e in pending] + [np.zeros(self.store.settings["dim"])] * len(errors))
+                segments = [(todo[e.index], e.times, e.features) for e in pending]
+                for e in pending:  # thumbnails first: a strip without its row is harmless, named by the file stamp
+                    keep_strip(self.store.folder, f"{self.store.video_id(todo[e.index])}-{stamps[todo[e.index]][1]}",
+                               e.strip)
                 atomic_write_text(marker, json.dumps([r["path"] for r in rows]))
                 self.store.add(rows, vectors, segments)
                 marker.unlink()
                 counts["added"] += len(pending)
                 counts["unreadable"] += len(errors)
                 done += len(pending) + len(errors)
+                frames += sum(len(e.times) for e in pending)
                 pending.clear()
                 errors.clear()
                 atomic_write_text(self.store.folder / PROGRESS, json.dumps({**progress, "done": done}))
                 if log is not None:
-                    rate = done / max(time.perf_counter() - start, 1e-9)
-                    print(f"index: {done}/{len(todo)} videos, {rate:.1f}/s, about "
-                          f"{(len(todo) - done) / max(rate, 1e-9):.0f} s left", file=log, flush=True)
+                    took = max(time.perf_counter() - start, 1e-9)
+                    print(f"index: {done}/{len(todo)} videos, {frames / took:.1f} frames/s, about "
+                          f"{(len(todo) - done) * took / max(done, 1):.0f} s left", file=log, flush=True)
 
-            # one set of decoding workers for the whole run, started by forkserver: the database's threads live
-            # in this process, and a forked child would inherit them mid-state
-            start_method = "forkserver" if "forkserver" in mp.get_all_start_methods() else None
-            for rows, v, f in self.model.encode_batches(todo, batch_size, errors=errors, start_method=start_method):
-                pending += [(i, a.numpy(), b.numpy()) for i, a, b in zip(rows.tolist(), v, f)]
+            s = self.store.settings
+            for encoded in encode_segments(self.model, todo, s.get("every_s", 0), s.get("max_segments", 0),
+                                           batch_size * s["num_frames"], errors):
+                pending.append(encoded)
                 if len(pending) + len(errors) >= INDEX_CHUNK:
                     commit()
             if pending or errors:
@@ -317,6 +331,14 @@ class Library:
             return None
         name = f"{video_id}-{row['mtime_ns']}"
         return cached_strip(self.store.folder, name, str(real), self.frames(row["path"])[0].tolist())
+
+    def gallery(self, found: Sequence[Hit | Moment]) -> Gallery:
+        """Results of ``search``, ``moments`` or ``like`` with their thumbnail strips, for a notebook cell."""
+        def caption(h: Hit | Moment) -> str:
+            span = f" {h.start:.1f}-{h.end:.1f} s" if isinstance(h, Moment) else ""
+            return f"{h.score:.3f}{span}  {h.path}"
+
+        return Gallery([(caption(h), self.strip(h.id or self.video_id(h.path))) for h in found])
 
     def sources(self) -> list[str]:
         """The folders (resolved) the library was last filled from; empty for a library filled before they were
