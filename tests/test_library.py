@@ -361,3 +361,26 @@ def test_a_long_video_keeps_a_segment_every_few_seconds_and_classifies_as_before
     with pytest.raises(LibraryError, match="every_s"):  # settings of a library are its own
         Library.create(tmp_path / "spread", "demo", "demo", 4, model=model, every_s=2.0)
     assert Library.create(tmp_path / "spread", "demo", "demo", 4, model=model).store.settings["every_s"] == 1.0
+
+
+def test_two_ranks_under_torchrun_fill_one_library_with_each_video_once(filled, videos, tmp_path):
+    """DDP through Lightning Fabric (2 CPU processes, gloo): each rank encodes its share and stages its rows,
+    rank 0 commits them; the library equals one filled by a single process."""
+    folder = tmp_path / "lib"
+    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "-m", "zsvc_pl",
+                          "index", str(folder), "--videos", str(videos), "--model.model_name", "demo",
+                          "--model.pretrained", "demo"], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "12 added, 0 unchanged, 0 dropped, 1 unreadable this run (1 in all) by 2 ranks" in run.stdout
+    lib = Library.open(folder)
+    rows = lib.store.scan("videos", ["path", "status", "vector"])
+    paths = rows["path"].to_pylist()
+    assert sorted(paths) == sorted(set(paths)) == sorted(filled.store.stamps())
+    segments = lib.store.scan("segments", ["path"])["path"].to_pylist()
+    assert len(segments) == 12 * 8 and all(segments.count(p) == 8 for p in set(segments))
+    one = filled.store.scan("videos", ["path", "vector"])
+    expected = dict(zip(one["path"].to_pylist(), library_module._matrix(one["vector"])))
+    assert all(np.abs(v - expected[p]).max() < 2e-3 for p, v in zip(paths, library_module._matrix(rows["vector"])))
+    assert lib.unreadable() == filled.unreadable() and not (folder / library_module.PENDING).exists()
+    assert len(list((folder / "thumbs").glob("*.jpg"))) == 12  # each rank made its videos' strips
+    assert json.loads((folder / library_module.PROGRESS).read_text())["done"] == 13

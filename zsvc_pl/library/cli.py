@@ -2,6 +2,7 @@
 
     zsvc index LIB --videos DIR [--model.model_name ViT-B-32 --model.pretrained openai --data.num_frames 8]
                                 [--library.every_s 2 --library.max_segments 600]
+    torchrun --nproc-per-node 4 -m zsvc_pl index LIB --videos DIR   # ranks share the work; one library
     zsvc search LIB "a person riding a horse" [--moments] [--top-k 10] [--json]
     zsvc like LIB VIDEO [--start 12 --end 15]
     zsvc tag LIB --labels labels.txt|label_set.yaml|examples/ [--top-k 3] [--out tags.csv]
@@ -105,15 +106,25 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.verb == "index":
         from zsvc_pl.api import ZeroShotVideoClassifier
+        from zsvc_pl.library.ranks import Ranks
 
-        model = ZeroShotVideoClassifier(args.model_name, args.pretrained, num_frames=args.num_frames)
-        lib = Library.create(args.library, args.model_name, args.pretrained, args.num_frames, model=model,
-                             every_s=args.every_s, max_segments=args.max_segments)
-        counts = lib.index(args.videos, args.batch_size)
-        for path, reason in lib.unreadable():
-            print(f"unreadable {printable(path)}: {reason}", file=sys.stderr)
-        print(f"indexed {args.library}: {counts['added']} added, {counts['kept']} unchanged, {counts['dropped']} "
-              f"dropped, {counts['unreadable']} unreadable this run ({lib.status()['unreadable']} in all)")
+        ranks = Ranks.from_environment()  # the ranks of a torchrun launch, or this process alone
+        model = ZeroShotVideoClassifier(args.model_name, args.pretrained, num_frames=args.num_frames,
+                                        device=ranks.device)
+
+        def create() -> Library:
+            return Library.create(args.library, args.model_name, args.pretrained, args.num_frames, model=model,
+                                  every_s=args.every_s, max_segments=args.max_segments)
+
+        ranks.first(lambda: create() and None)  # rank 0 makes a new library; the others then open it
+        lib = create()
+        counts = lib.index(args.videos, args.batch_size, log=sys.stderr if ranks.rank == 0 else None, ranks=ranks)
+        if ranks.rank == 0:
+            for path, reason in lib.unreadable():
+                print(f"unreadable {printable(path)}: {reason}", file=sys.stderr)
+            print(f"indexed {args.library}: {counts['added']} added, {counts['kept']} unchanged, "
+                  f"{counts['dropped']} dropped, {counts['unreadable']} unreadable this run "
+                  f"({lib.status()['unreadable']} in all)" + (f" by {ranks.world} ranks" if ranks.world > 1 else ""))
         return 0
     if args.verb == "import":
         lib = Library.import_index(args.library, args.index)

@@ -20,6 +20,7 @@ import json
 import math
 import sys
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Iterator, Sequence
@@ -33,6 +34,7 @@ from zsvc_pl.data.annotations import list_videos
 from zsvc_pl.data.label_sets import LabelSet, LabelsLike, read_label_set
 from zsvc_pl.data.outputs import atomic_write_text, file_stamp, output_lock
 from zsvc_pl.library.filling import EVERY_S, MAX_SEGMENTS, Encoded, encode_segments
+from zsvc_pl.library.ranks import Ranks
 from zsvc_pl.library.store import SETTINGS, LibraryError, Store, now, quote, span_key, vector_column
 from zsvc_pl.library.thumbnails import Gallery, keep_strip
 from zsvc_pl.model.examples import ExampleMemory
@@ -150,74 +152,108 @@ class Library:
                                f"{model.reader().sampling_key}: a library never mixes two")
 
     # --- filling --------------------------------------------------------------------------------------
-    def index(self, source: str | Path | Sequence[str], batch_size: int = 8, log: IO[str] | None = sys.stderr) -> dict:
+    def index(self, source: str | Path | Sequence[str], batch_size: int = 8, log: IO[str] | None = sys.stderr,
+              ranks: Ranks | None = None) -> dict:
         """Make the library hold exactly the videos under ``source``: encode new and changed files, drop deleted
         ones, record unreadable ones with their reason. Commits every ``INDEX_CHUNK`` videos, so a killed run
-        resumes where it stopped; a second ``index`` while one runs is refused. Returns counts."""
+        resumes where it stopped; a second ``index`` while one runs is refused. Returns counts.
+
+        ``ranks`` (``Ranks.from_environment()`` under ``torchrun``): each rank encodes its share of the videos and
+        stages its rows; rank 0 holds the writer's lock and commits every rank's chunk in one commit."""
+        ranks = ranks or Ranks()
+        with ExitStack() as held:
+            todo, stamps, counts = ranks.first(lambda: self._plan(source, held))
+            share = todo[ranks.rank::ranks.world]
+            s = self.store.settings
+            errors: list[tuple[str, str]] = []
+            encoded = encode_segments(self.model, share, s.get("every_s", 0), s.get("max_segments", 0),
+                                      batch_size * s["num_frames"], errors)
+            start, done, frames, finished = time.perf_counter(), 0, 0, False
+            marker = self.store.folder / PENDING
+            while True:
+                chunk: list[Encoded] = []
+                while not finished and len(chunk) + len(errors) < INDEX_CHUNK:
+                    item = next(encoded, None)
+                    finished = item is None
+                    chunk += [] if item is None else [item]
+                rows, vectors, segments = self._rows(share, stamps, chunk, errors)
+                for e in chunk:  # thumbnails first: a strip without its row is harmless, named by the file stamp
+                    keep_strip(self.store.folder, f"{self.store.video_id(share[e.index])}-{stamps[share[e.index]][1]}",
+                               e.strip)
+                mine = {"paths": [r["path"] for r in rows], "added": len(chunk), "unreadable": len(errors),
+                        "frames": sum(len(e.times) for e in chunk), "finished": finished}
+                errors.clear()
+                if ranks.world > 1:
+                    mine["staged"] = self.store.stage(rows, vectors, segments) if rows else {}
+                parts = ranks.gather(mine)
+                paths = [p for part in parts for p in part["paths"]]
+                if ranks.rank == 0 and paths:
+                    atomic_write_text(marker, json.dumps(paths))
+                    if ranks.world == 1:
+                        self.store.add(rows, vectors, segments)
+                    else:
+                        self.store.add_staged([part["staged"] for part in parts])
+                    marker.unlink()
+                for key in ("added", "unreadable"):
+                    counts[key] += sum(part[key] for part in parts)
+                done, frames = done + len(paths), frames + sum(part["frames"] for part in parts)
+                if ranks.rank == 0 and paths:
+                    self._progress(len(todo), done, frames, start, log)
+                if all(part["finished"] for part in parts):
+                    break
+            if ranks.rank == 0:
+                self.optimize()
+                progress = json.loads((self.store.folder / PROGRESS).read_text(encoding="utf-8"))
+                atomic_write_text(self.store.folder / PROGRESS, json.dumps({**progress, "finished": now()}))
+            ranks.barrier()
+        return counts
+
+    def _plan(self, source: str | Path | Sequence[str], held: ExitStack) -> tuple[list[str], dict, dict]:
+        """Take the writer's lock (held until ``held`` closes), note the sources, drop deleted and changed files
+        and a killed run's half-written chunk; the files to encode, their stamps and the counts so far."""
         videos = list_videos(source) if isinstance(source, (str, Path)) else [str(v) for v in source]
         if not videos:
             raise LibraryError(f"no video files under {source}: nothing to index")
         roots = [str(Path(source).resolve())] if isinstance(source, (str, Path)) else sorted(
             {str(Path(v).resolve().parent) for v in videos})
-        with output_lock(self.store.folder / "library"):
-            atomic_write_text(self.store.folder / SOURCES, json.dumps(roots, indent=1))
-            stored = self.store.stamps()
-            stamps = {p: file_stamp(p) for p in videos}  # taken before reading: a change during the read shows next
-            listed = set(videos)
-            todo = [p for p in videos if p not in stored or list(stored[p]) != stamps[p]]
-            again = set(todo)
-            marker = self.store.folder / PENDING  # the chunk a killed run was writing: its rows may be half there
-            if marker.exists():
-                self.store.delete(json.loads(marker.read_text(encoding="utf-8")))
-                marker.unlink()
-            self.store.delete([p for p in stored if p not in listed or p in again])
-            counts = {"kept": len(videos) - len(todo), "added": 0, "unreadable": 0,
-                      "dropped": len([p for p in stored if p not in listed])}
-            start = time.perf_counter()
-            todo = [p for p in todo if stamps[p] is not None]  # gone since it was listed
-            errors: list[tuple[str, str]] = []
-            pending: list[Encoded] = []
-            done, frames, progress = 0, 0, {"total": len(todo), "started": now(), "finished": None}
-            atomic_write_text(self.store.folder / PROGRESS, json.dumps({**progress, "done": 0}))
+        held.enter_context(output_lock(self.store.folder / "library"))
+        atomic_write_text(self.store.folder / SOURCES, json.dumps(roots, indent=1))
+        stored = self.store.stamps()
+        stamps = {p: file_stamp(p) for p in videos}  # taken before reading: a change during the read shows next
+        listed = set(videos)
+        todo = [p for p in videos if p not in stored or list(stored[p]) != stamps[p]]
+        again = set(todo)
+        marker = self.store.folder / PENDING  # the chunk a killed run was writing: its rows may be half there
+        if marker.exists():
+            self.store.delete(json.loads(marker.read_text(encoding="utf-8")))
+            marker.unlink()
+        self.store.delete([p for p in stored if p not in listed or p in again])
+        counts = {"kept": len(videos) - len(todo), "added": 0, "unreadable": 0,
+                  "dropped": len([p for p in stored if p not in listed])}
+        todo = [p for p in todo if stamps[p] is not None]  # gone since it was listed
+        atomic_write_text(self.store.folder / PROGRESS,
+                          json.dumps({"total": len(todo), "started": now(), "finished": None, "done": 0}))
+        return todo, {p: stamps[p] for p in todo}, counts
 
-            def commit() -> None:
-                nonlocal done, frames
-                rows = [{"path": todo[e.index], "size": stamps[todo[e.index]][0],
-                         "mtime_ns": stamps[todo[e.index]][1], "duration": e.duration, "status": "ok", "reason": ""}
-                        for e in pending]
-                rows += [{"path": p, "size": stamps[p][0], "mtime_ns": stamps[p][1], "status": "unreadable",
-                          "reason": r} for p, r in errors]
-                vectors = np.stack([e.vector for e in pending] + [np.zeros(self.store.settings["dim"])] * len(errors))
-                segments = [(todo[e.index], e.times, e.features) for e in pending]
-                for e in pending:  # thumbnails first: a strip without its row is harmless, named by the file stamp
-                    keep_strip(self.store.folder, f"{self.store.video_id(todo[e.index])}-{stamps[todo[e.index]][1]}",
-                               e.strip)
-                atomic_write_text(marker, json.dumps([r["path"] for r in rows]))
-                self.store.add(rows, vectors, segments)
-                marker.unlink()
-                counts["added"] += len(pending)
-                counts["unreadable"] += len(errors)
-                done += len(pending) + len(errors)
-                frames += sum(len(e.times) for e in pending)
-                pending.clear()
-                errors.clear()
-                atomic_write_text(self.store.folder / PROGRESS, json.dumps({**progress, "done": done}))
-                if log is not None:
-                    took = max(time.perf_counter() - start, 1e-9)
-                    print(f"index: {done}/{len(todo)} videos, {frames / took:.1f} frames/s, about "
-                          f"{(len(todo) - done) * took / max(done, 1):.0f} s left", file=log, flush=True)
+    def _rows(self, share: list[str], stamps: dict, chunk: list[Encoded],
+              errors: list[tuple[str, str]]) -> tuple[list[dict], np.ndarray, list]:
+        """A chunk's video rows (encoded, then unreadable), their vectors and their segments, as ``Store.add``
+        takes them."""
+        rows = [{"path": share[e.index], "size": stamps[share[e.index]][0], "mtime_ns": stamps[share[e.index]][1],
+                 "duration": e.duration, "status": "ok", "reason": ""} for e in chunk]
+        rows += [{"path": p, "size": stamps[p][0], "mtime_ns": stamps[p][1], "status": "unreadable", "reason": r}
+                 for p, r in errors]
+        dim = self.store.settings["dim"]
+        vectors = np.stack([e.vector for e in chunk] + [np.zeros(dim)] * len(errors)) if rows else np.zeros((0, dim))
+        return rows, vectors, [(share[e.index], e.times, e.features) for e in chunk]
 
-            s = self.store.settings
-            for encoded in encode_segments(self.model, todo, s.get("every_s", 0), s.get("max_segments", 0),
-                                           batch_size * s["num_frames"], errors):
-                pending.append(encoded)
-                if len(pending) + len(errors) >= INDEX_CHUNK:
-                    commit()
-            if pending or errors:
-                commit()
-            self.optimize()
-            atomic_write_text(self.store.folder / PROGRESS, json.dumps({**progress, "done": done, "finished": now()}))
-        return counts
+    def _progress(self, total: int, done: int, frames: int, start: float, log: IO[str] | None) -> None:
+        progress = json.loads((self.store.folder / PROGRESS).read_text(encoding="utf-8"))
+        atomic_write_text(self.store.folder / PROGRESS, json.dumps({**progress, "done": done}))
+        if log is not None:
+            took = max(time.perf_counter() - start, 1e-9)
+            print(f"index: {done}/{total} videos, {frames / took:.1f} frames/s, about "
+                  f"{(total - done) * took / max(done, 1):.0f} s left", file=log, flush=True)
 
     def optimize(self, vector_index_from: int = VECTOR_INDEX_MIN, fold_from: int = FOLD_MIN) -> dict[str, list[str]]:
         """Index ``path`` (the filters queries use) and, from ``vector_index_from`` rows, build an approximate

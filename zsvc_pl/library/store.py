@@ -221,19 +221,52 @@ class Store:
     def add(self, videos: list[dict], vectors: np.ndarray, segments: list[tuple[str, list[float], np.ndarray]]) -> None:
         """Add finished videos: their segments first, then their rows (two commits: ``Library.index`` notes the
         chunk's paths before and removes a killed chunk's rows before encoding those videos again)."""
-        dim = self.settings["dim"]
+        for name, table in self._tables(videos, vectors, segments).items():
+            self._write(name, table)
+
+    def _tables(self, videos: list[dict], vectors: np.ndarray,
+                segments: list[tuple[str, list[float], np.ndarray]]) -> dict[str, pa.Table]:
+        """The segment rows and the video rows of finished videos, in the order they are committed."""
+        dim, tables = self.settings["dim"], {}
         if segments:
             paths = [p for p, times, _ in segments for _ in times]
             t = np.concatenate([np.asarray(times, np.float32) for _, times, _ in segments])
             frames = np.concatenate([f for _, _, f in segments])
-            self._write("segments", pa.table({"path": paths, "t": t, "vector": vector_column(frames)},
-                                             schema=segment_schema(dim)))
+            tables["segments"] = pa.table({"path": paths, "t": t, "vector": vector_column(frames)},
+                                          schema=segment_schema(dim))
         if videos:
             columns = {k: [v.get(k) for v in videos] for k in ("path", "size", "mtime_ns", "duration", "status",
                                                                "reason")}
             ids = [self.video_id(p) for p in columns["path"]]
-            self._write("videos", pa.table({"id": ids, **columns, "vector": vector_column(vectors)},
-                                           schema=video_schema(dim)))
+            tables["videos"] = pa.table({"id": ids, **columns, "vector": vector_column(vectors)},
+                                        schema=video_schema(dim))
+        return tables
+
+    def stage(self, videos: list[dict], vectors: np.ndarray,
+              segments: list[tuple[str, list[float], np.ndarray]]) -> dict[str, list[str]]:
+        """Write what ``add`` would as data files no reader sees yet (Lance fragments), and return their
+        descriptions (JSON) for ``add_staged``: each rank of a distributed fill stages its own rows, and one
+        process commits them all."""
+        from lance.fragment import write_fragments
+
+        staged = {}
+        for name, table in self._tables(videos, vectors, segments).items():
+            dataset = self.table(name).to_lance()
+            staged[name] = [json.dumps(f.to_json()) for f in write_fragments(table, dataset, schema=table.schema)]
+        return staged
+
+    def add_staged(self, staged: list[dict[str, list[str]]]) -> None:
+        """Commit the rows that ``stage`` wrote, on any rank: the segments in one commit, then the video rows in
+        another, as ``add`` does."""
+        import lance
+        from lance.fragment import FragmentMetadata
+
+        for name in ("segments", "videos"):
+            fragments = [FragmentMetadata.from_json(f) for s in staged for f in s.get(name, [])]
+            if fragments:
+                dataset = self.table(name).to_lance()
+                lance.LanceDataset.commit(dataset.uri, lance.LanceOperation.Append(fragments),
+                                          read_version=dataset.version)
 
     def _write(self, name: str, table: pa.Table) -> None:
         try:
