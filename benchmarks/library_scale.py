@@ -121,8 +121,9 @@ def run_size(n: int, args, out: Path, long_videos: int = 0) -> dict:
     lib = Library.create(folder, "synthetic", None, stand_in.num_frames, model=stand_in)
     held = []
     start = time.perf_counter()
-    for i in range(0, n, CHUNK):
-        m = min(CHUNK, n - i)
+    chunk = CHUNK if not long_videos else 100  # 100 one-hour videos: 180,000 frame vectors a commit
+    for i in range(0, n, chunk):
+        m = min(chunk, n - i)
         if long_videos:
             paths, v, f = videos_and_frames(m, dim, 1800, rng, basis, i)
             add(lib.store, paths, v, f, step=2.0)
@@ -204,7 +205,7 @@ def run_idx(vectors: np.ndarray, n: int, dim: int, frames: int, out: Path) -> di
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--sizes", type=int, nargs="*", default=[10_000, 100_000], help="none: only --long")
     parser.add_argument("--dim", type=int, default=512)
     parser.add_argument("--frames", type=int, default=8)
     parser.add_argument("--queries", type=int, default=100)

@@ -8,10 +8,11 @@
     lib.tag(["cooking", "sport", "music"])        # every video against any label list, from stored vectors
     lib.flags({"a fight": 0.6}, others=["a talk"])  # moderation with spans; unreadable files are listed apart
 
-Only ``index`` reads video files. Queries read the store (``zsvc_pl.library.store``) and the text tower; the
-video embedding is the one classification uses (mean of the sampled frames' features, L2-normalised), and each
-sampled frame is a segment with its time, so moments, "like this moment" and moderation spans come from the
-same rows.
+Only ``index`` reads video files (``zsvc_pl.library.filling``; under ``torchrun`` its ranks share them,
+``zsvc_pl.library.ranks``). Queries read the store (``zsvc_pl.library.store``) and the text tower; the video
+embedding is the one classification uses (its aggregation of the sampled frames' features), and each sampled
+frame, with one every ``every_s`` seconds of a long video, is a segment with its time, so moments, "like this
+moment" and moderation spans come from the same rows.
 """
 
 from __future__ import annotations

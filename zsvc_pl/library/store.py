@@ -8,7 +8,8 @@ last committed version, so a query while ``index`` writes never sees half a batc
   read), ``duration`` (seconds; null when unknown), ``status`` (``ok`` or ``unreadable``), ``reason``,
   ``vector`` (the video embedding classification uses: the mean of the sampled frames' features,
   L2-normalised; zeros for an unreadable file).
-- ``segments``: ``path``, ``t`` (seconds), ``vector`` (one sampled frame's L2-normalised feature).
+- ``segments``: ``path``, ``t`` (seconds), ``vector`` (one frame's L2-normalised feature: the frames
+  classification samples, and one every ``every_s`` seconds of a long video, at most ``max_segments``).
 - ``results``: what ``tag`` and ``moderate`` found, for a person to review: ``run`` (a digest of the settings
   that made it: the labels, thresholds and top-k, the backbone), ``kind``, ``path``, ``label``, ``score``,
   ``start_s``/``end_s`` (a flag's span); ``runs``: each run's settings as JSON. A run with other settings has
@@ -18,7 +19,8 @@ last committed version, so a query while ``index`` writes never sees half a batc
   run again keeps its reviews (they name the run, the path, the label and the span).
 
 Vectors are stored as float16 (half the bytes; top-1 agreement with float32 is measured by
-``benchmarks/library_scale.py``). ``library.json`` records the backbone, its weights and the frame sampling:
+``benchmarks/library_scale.py``). ``library.json`` records the backbone, its weights, the frame sampling and
+the segment spacing:
 a library is filled by one model, and opening it with another is refused. One writer at a time
 (``.library.lock``); readers never wait. A library of format 1 (no ids, no durations) is brought to format 2
 when it is first opened, without reading a video.
