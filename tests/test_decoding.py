@@ -309,3 +309,44 @@ def test_mpeg_ts_frames_are_the_frames_asked_for(tmp_path):
     assert video.num_frames == 48
     wanted = [0, 8, 16, 24, 40, 47]
     assert np.array_equal(read_frames(video, wanted, path), full[wanted])
+
+
+@pytest.mark.parametrize("backend", ["sparse", "decord"])
+def test_keyframe_seeking_takes_the_nearest_keyframe_in_each_segment_and_decodes_little(gop_video, backend):
+    video = open_video(gop_video, backend=backend)
+    assert video.keyframes == [0, 16, 32, 48, 64, 80]
+    exact = FrameReader(FrameSampler(6), 48, backend=backend)
+    keyframe = FrameReader(FrameSampler(6), 48, backend=backend, seek="keyframe")
+    assert exact.read(gop_video).indices == [[8, 24, 40, 56, 72, 88]]
+    clip = keyframe.read(gop_video)
+    assert clip.indices == [[0, 16, 32, 48, 64, 80]]  # ties go to the earlier keyframe
+    full = open_video(gop_video, 48, backend="pyav")
+    assert np.array_equal(clip.frames[0].permute(0, 2, 3, 1).numpy(),
+                          read_frames(full, clip.indices[0], gop_video)[:, :, 8:56])  # the same pixels, centre crop
+    assert keyframe.sampling_key == exact.sampling_key + ",seek=keyframe"  # kept apart in caches and libraries
+    # keyframes sparser than the samples: the ones without a keyframe in their segment stay exact, none repeats
+    dense = FrameReader(FrameSampler(12), 48, backend=backend, seek="keyframe").read(gop_video).indices[0]
+    assert dense == [0, 16, 20, 32, 36, 48, 52, 64, 68, 80, 84, 92]
+    assert keyframe.timing(gop_video)[0] == [i / 25 for i in clip.indices[0]]
+
+
+def test_keyframe_reads_decode_a_frame_each(gop_video):
+    snapped = open_video(gop_video, backend="sparse")
+    read_frames(snapped, [0, 16, 32, 48, 64, 80], gop_video)
+    exact = open_video(gop_video, backend="sparse")
+    read_frames(exact, [8, 24, 40, 56, 72, 88], gop_video)
+    assert snapped.frames_decoded <= 6 + 3 < exact.frames_decoded  # (+3: B-frames the decoder may hand out)
+
+
+def test_sequential_reading_has_no_keyframes_and_seek_is_checked(gop_video):
+    from zsvc_pl import ZeroShotVideoClassifier, VideoDataModule
+
+    assert open_video(gop_video, backend="pyav").keyframes == []
+    reader = FrameReader(FrameSampler(6), 48, backend="pyav", seek="keyframe")
+    assert reader.read(gop_video).indices == [[8, 24, 40, 56, 72, 88]]  # exact where nothing is cheaper
+    with pytest.raises(ValueError, match="seek must be one of exact, keyframe"):
+        FrameReader(FrameSampler(6), seek="nearest")
+    with pytest.raises(ValueError, match="seek must be one of exact, keyframe"):
+        ZeroShotVideoClassifier("demo", "demo", seek="fast")
+    with pytest.raises(ValueError, match="data.seek must be one of"):
+        VideoDataModule(root=str(Path(gop_video).parent), seek="fast")

@@ -384,3 +384,15 @@ def test_two_ranks_under_torchrun_fill_one_library_with_each_video_once(filled, 
     assert lib.unreadable() == filled.unreadable() and not (folder / library_module.PENDING).exists()
     assert len(list((folder / "thumbs").glob("*.jpg"))) == 12  # each rank made its videos' strips
     assert json.loads((folder / library_module.PROGRESS).read_text())["done"] == 13
+
+
+def test_a_library_reopened_rebuilds_the_model_with_its_sampling(demo_model, videos, tmp_path):
+    from zsvc_pl import ZeroShotVideoClassifier
+
+    model = ZeroShotVideoClassifier(model=demo_model.model, num_frames=4, num_workers=0, seek="keyframe",
+                                    sampling="adaptive")
+    lib = Library.create(tmp_path / "lib", "demo", "demo", 4, model=model)
+    lib.index([str(p) for p in sorted(videos.rglob("*.mp4"))[:2]], log=None)
+    again = Library.open(tmp_path / "lib")
+    assert again.model.reader().sampling_key == model.reader().sampling_key  # was refused as another sampling
+    assert "seek=keyframe" in again.status()["sampling"] and again.search("a photo of a red circle", top_k=1)

@@ -72,3 +72,12 @@ def test_adaptive_dataset_sampling_finds_a_short_event(tmp_path):
     uniform = FrameSampler(8)(40)[0]
     assert sum(i in visible for i in picked) > sum(i in visible for i in uniform)
     assert ds[0]["video"].shape == (1, 8, 3, 64, 64)
+
+
+def test_snap_to_keyframes_moves_only_within_the_radius_and_never_repeats():
+    from zsvc_pl.data.sampling import snap_to_keyframes
+
+    assert snap_to_keyframes([8, 24, 40], [0, 16, 32, 48], 8) == [0, 16, 32]  # ties: the earlier keyframe
+    assert snap_to_keyframes([10, 12, 30], [11], 3) == [11, 12, 30]  # 12 would repeat 11; 30 has none near
+    assert snap_to_keyframes([5, 50], [], 10) == [5, 50]
+    assert snap_to_keyframes([99], [0, 100], 2) == [100]

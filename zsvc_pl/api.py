@@ -52,6 +52,8 @@ class ZeroShotVideoClassifier:
         frame_size: side of the decoded square frames (default: the backbone's input size).
         num_workers: DataLoader worker processes that decode while the model encodes (0: in this process).
         backend, decode_timeout: first decoder to try, and the per-video time limit in seconds.
+        seek: ``exact`` or ``keyframe`` (each sampled frame moved to the nearest keyframe in its segment, which
+            decodes alone: faster, approximate; see ``zsvc_pl.data.reader.FrameReader``).
         feature_cache: folder for per-video frame features: classifying the same files again (with new labels)
             skips decoding and the image tower.
         quantize: int8 image tower on CPU (faster only with ``compile_tower``: ``torch.compile`` of the image tower,
@@ -66,7 +68,7 @@ class ZeroShotVideoClassifier:
                  templates: str | list[str] = "video",
                  descriptions: str | None = None, descriptions_mode: str = "add", temporal: str = "mean",
                  num_frames: int = DEFAULT_NUM_FRAMES, sampling: str = "uniform", frame_size: int | None = None,
-                 num_workers: int = 2, backend: str = "auto", decode_timeout: float | None = 60.0,
+                 num_workers: int = 2, backend: str = "auto", decode_timeout: float | None = 60.0, seek: str = "exact",
                  feature_cache: str | Path | None = None, quantize: bool = False, token_merging: int = 0,
                  compile_tower: bool = False,
                  cache_dir: str | None = None, device: str | torch.device | None = None,
@@ -91,6 +93,8 @@ class ZeroShotVideoClassifier:
         self.num_workers = num_workers
         self.backend = backend
         self.decode_timeout = decode_timeout
+        self.seek = seek
+        self.reader()  # refuses an unknown seek now, not as an error on every video
         self.labels = validate_labels(list(labels)) if labels else None
         self.example_weight = check_example_weight(example_weight)
         self._examples: dict[tuple, ExampleMemory] = {}
@@ -131,7 +135,7 @@ class ZeroShotVideoClassifier:
         adaptive = self.sampling == "adaptive"
         sampler = FrameSampler(self.num_frames if num_frames is None else num_frames, 1 if adaptive else num_clips,
                                adaptive=adaptive)
-        return FrameReader(sampler, self.frame_size, num_crops, self.backend, self.decode_timeout)
+        return FrameReader(sampler, self.frame_size, num_crops, self.backend, self.decode_timeout, self.seek)
 
     def _all_cached(self, paths: Sequence[str], reader: FrameReader) -> bool:
         """True when the feature cache holds an entry for every file (missing files count as not cached)."""

@@ -99,6 +99,11 @@ class _DecordVideo:
         self.num_frames = len(self._vr)
         self.fps = float(self._vr.get_avg_fps() or 0.0) or 25.0
 
+    @property
+    def keyframes(self) -> list[int]:
+        """Indices of the frames that decode alone (the container's keyframes)."""
+        return [int(i) for i in self._vr.get_key_indices()]
+
     def get(self, indices: Sequence[int]) -> np.ndarray:
         return self._vr.get_batch(list(indices)).asnumpy()
 
@@ -141,6 +146,11 @@ class _SparseVideo:
         self._container = container  # for the first request
         self.num_frames = len(self._pts)
         self.frames_decoded = 0  # frames the decoder produced so far: what sparse decoding saves
+
+    @property
+    def keyframes(self) -> list[int]:
+        """Indices of the frames that decode alone (the stream's keyframes)."""
+        return [bisect.bisect_left(self._pts, k) for k in self._keys]
 
     def _key_before(self, pts: int) -> int:
         return self._keys[max(bisect.bisect_right(self._keys, pts) - 1, 0)]
@@ -211,6 +221,7 @@ class _PyAVVideo:
         if count <= 0:
             raise VideoDecodeError(path, "the video stream holds no frames")
         self.num_frames = count
+        self.keyframes: list[int] = []  # decoded from the start every time: no frame is cheaper than another
 
     def get(self, indices: Sequence[int]) -> np.ndarray:
         wanted = set(indices)

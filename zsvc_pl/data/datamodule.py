@@ -17,7 +17,7 @@ from zsvc_pl.data.cache import FeatureCache
 from zsvc_pl.data.datasets import VideoClassificationDataset, collate_videos
 from zsvc_pl.data.formats import FORMATS, dataset_classes, split_records
 from zsvc_pl.data.label_sets import is_label_set, read_label_set
-from zsvc_pl.data.reader import FrameReader
+from zsvc_pl.data.reader import SEEKS, FrameReader
 from zsvc_pl.data.sampling import DEFAULT_NUM_FRAMES, FrameSampler
 from zsvc_pl.labels import read_label_file, validate_labels
 
@@ -72,6 +72,8 @@ class VideoDataModule(LightningDataModule):
         backend: ``auto`` (sparse PyAV decoding for MP4/MOV/MKV/WebM, decord for the rest, sequential PyAV when
             both fail), ``sparse``, ``decord`` or ``pyav``; see ``zsvc_pl.data.decoding.open_video``.
         decode_timeout: seconds before a hanging decode is abandoned and reported (``None``: no limit).
+        seek: ``exact`` (default) or ``keyframe``: each sampled frame moved to the nearest keyframe in its
+            segment, which decodes alone (faster, approximate: for tagging, not for protocol numbers).
         feature_cache: folder for per-video frame features: a second ``test`` or ``predict`` over the same videos
             (e.g. with another label list) skips decoding and the image tower, and ``fit`` decodes and encodes
             each training video once, then trains from its cached features (the image tower is frozen). The data
@@ -110,6 +112,7 @@ class VideoDataModule(LightningDataModule):
         decode_timeout: float | None = 60.0,
         feature_cache: str | None = None,
         cache_positions: int | None = None,
+        seek: str = "exact",
     ) -> None:
         super().__init__()
         if format not in FORMATS:
@@ -122,6 +125,8 @@ class VideoDataModule(LightningDataModule):
                 raise ValueError(f"data.{name} must be at least 1, got {value}")
         if num_crops not in (1, 3):
             raise ValueError(f"data.num_crops must be 1 or 3 (spatial views per clip), got {num_crops}")
+        if seek not in SEEKS:
+            raise ValueError(f"data.seek must be one of {', '.join(SEEKS)}, got {seek!r}")
         if num_workers < 0:
             raise ValueError(f"data.num_workers must be 0 (decode in the main process) or more, got {num_workers}")
         if cache_positions is not None and cache_positions < num_frames:
@@ -208,7 +213,8 @@ class VideoDataModule(LightningDataModule):
         hp = self.hparams
         adaptive = hp.sampling == "adaptive" and not train
         sampler = FrameSampler(hp.num_frames, 1 if train or adaptive else hp.num_clips, random=train, adaptive=adaptive)
-        reader = FrameReader(sampler, hp.frame_size, 1 if train else hp.num_crops, hp.backend, hp.decode_timeout)
+        reader = FrameReader(sampler, hp.frame_size, 1 if train else hp.num_crops, hp.backend, hp.decode_timeout,
+                             "exact" if train else hp.seek)
         positions = hp.cache_positions or 2 * hp.num_frames
         return VideoClassificationDataset(records, reader, hp.on_error, self.feature_cache,
                                           positions if train else None)

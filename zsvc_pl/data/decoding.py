@@ -39,10 +39,12 @@ __all__ = ["VIDEO_EXTENSIONS", "MAX_ASPECT", "MAX_PIXELS", "VideoDecodeError", "
 
 
 class Video(Protocol):
-    """An opened video: its frame count and random access to frames as uint8 RGB ``[T, H, W, 3]``."""
+    """An opened video: its frame count, its keyframes (frames that decode alone; empty where a reader decodes
+    from the start anyway) and random access to frames as uint8 RGB ``[T, H, W, 3]``."""
 
     num_frames: int
     fps: float
+    keyframes: list[int]
 
     def get(self, indices: Sequence[int]) -> np.ndarray: ...
 

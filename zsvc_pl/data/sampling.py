@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -22,6 +23,23 @@ def segment_indices(num_total: int, num_frames: int, offset: float = 0.5) -> lis
         raise ValueError(f"num_frames must be positive, got {num_frames}")
     seg = num_total / num_frames
     return [min(int((i + offset) * seg), num_total - 1) for i in range(num_frames)]
+
+
+def snap_to_keyframes(indices: Sequence[int], keyframes: Sequence[int], radius: float) -> list[int]:
+    """Each index moved to the nearest keyframe within ``radius`` frames (its own segment: half the spacing of
+    the samples), which decodes alone, without the frames before it; an index with no keyframe that near, or
+    whose nearest one an earlier index took, stays where it is and is decoded exactly. Never beyond the video:
+    keyframes are frames of it."""
+    keys = sorted(keyframes)
+    out: list[int] = []
+    taken: set[int] = set()
+    for i in indices:
+        at = bisect.bisect_left(keys, i)
+        near = [k for k in keys[max(at - 1, 0) : at + 1] if abs(k - i) <= radius and k not in taken]
+        pick = min(near, key=lambda k: (abs(k - i), k)) if near else i
+        taken.add(pick)
+        out.append(pick)
+    return out
 
 
 def random_segment_indices(num_total: int, num_frames: int, rng: np.random.Generator) -> list[int]:

@@ -49,6 +49,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--model.pretrained", dest="pretrained", default="openai")
     p.add_argument("--data.num_frames", dest="num_frames", type=int, default=8)
     p.add_argument("--data.batch_size", dest="batch_size", type=int, default=8)
+    p.add_argument("--data.seek", dest="seek", choices=("exact", "keyframe"), default="exact",
+                   help="keyframe: each frame taken at the nearest keyframe in its segment (faster, approximate)")
     p.add_argument("--library.every_s", dest="every_s", type=float, default=None,
                    help="a new library: one segment every this many seconds of a long video (default 2; 0: the "
                    "sampled frames only)")
@@ -110,7 +112,7 @@ def _run(args: argparse.Namespace) -> int:
 
         ranks = Ranks.from_environment()  # the ranks of a torchrun launch, or this process alone
         model = ZeroShotVideoClassifier(args.model_name, args.pretrained, num_frames=args.num_frames,
-                                        device=ranks.device)
+                                        device=ranks.device, seek=args.seek)
 
         def create() -> Library:
             return Library.create(args.library, args.model_name, args.pretrained, args.num_frames, model=model,

@@ -139,9 +139,13 @@ class Library:
 
     @property
     def model(self) -> ZeroShotVideoClassifier:
+        """The model that filled the library, with its sampling (read back from the sampling key it recorded)."""
         if self._model is None:
             s = self.store.settings
-            self._model = ZeroShotVideoClassifier(s["model_name"], s["pretrained"], num_frames=s["num_frames"])
+            key = dict(part.split("=", 1) for part in s["sampling"].split(",")[1:] if "=" in part)
+            self._model = ZeroShotVideoClassifier(s["model_name"], s["pretrained"], num_frames=s["num_frames"],
+                                                  sampling=s["sampling"].split(",")[0], frame_size=int(key["size"]) if "size" in key else None,
+                                                  backend=key.get("backend", "auto"), seek=key.get("seek", "exact"))
             self._check(self._model)
         return self._model
 
