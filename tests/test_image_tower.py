@@ -1,5 +1,7 @@
 import copy
+import json
 
+import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -96,3 +98,61 @@ def test_int8_reaches_the_projections_of_token_merging_blocks_too():
     assert type(model.visual.transformer.resblocks[0].block.attn.qkv.weight) is not nn.Parameter
     with torch.inference_mode():
         assert F.cosine_similarity(model.encode_image(frames), merged).min() > 0.99
+
+
+def test_auto_never_picks_a_slow_or_inexact_tower():
+    from zsvc_pl.model.tower_choice import pick
+
+    def fig(speed, cosine=1.0):
+        return {"frames_per_s": speed, "min_cosine": cosine}
+
+    assert pick({"fp32": fig(100), "int8": fig(30)}) == "fp32"  # slower (an AVX2 CPU's int8)
+    assert pick({"fp32": fig(100), "int8-compiled": fig(400, 0.98)}) == "fp32"  # fast, but below cosine 0.999
+    assert pick({"fp32": fig(100), "compiled": fig(105)}) == "fp32"  # within timing noise
+    assert pick({"fp32": fig(100), "compiled": fig(150), "int8-compiled": fig(320, 0.9995)}) == "int8-compiled"
+
+
+def test_auto_measures_once_per_machine_and_measures_again_after_a_change(monkeypatch, tmp_path):
+    from zsvc_pl.model import tower_choice
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    calls = []
+
+    def measure(model, image_size, device, towers):
+        calls.append(towers)
+        return {"fp32": {"frames_per_s": 10, "min_cosine": 1.0}, "compiled": {"frames_per_s": 30, "min_cosine": 1.0}}
+
+    monkeypatch.setattr(tower_choice, "measure", measure)
+    model = load_clip("demo", "demo")
+    choose = lambda: tower_choice.choose_tower(model.model, model.identity, 64, torch.device("cpu"))[0]  # noqa: E731
+    assert choose() == "compiled" and len(calls) == 1
+    assert choose() == "compiled" and len(calls) == 1  # kept: the next run starts at once
+    assert "compiled" in (tmp_path / "zsvc_pl" / "towers.json").read_text()
+    real = tower_choice.machine()
+    monkeypatch.setattr(tower_choice, "machine", lambda: {**real, "torch": "9.9.9"})
+    assert choose() == "compiled" and len(calls) == 2  # another torch: measured again
+    monkeypatch.setattr(tower_choice, "machine", lambda: {**real, "flags": ["avx512_vnni"]})
+    choose()
+    assert len(calls) == 3  # other CPU instructions: again
+    (tmp_path / "zsvc_pl" / "towers.json").write_text("{not json")
+    monkeypatch.setattr(tower_choice, "machine", lambda: real)
+    assert choose() == "compiled" and len(calls) == 4  # a damaged cache file costs a measurement, nothing else
+
+
+def test_auto_measures_the_demo_tower_and_the_chosen_tower_keys_the_feature_cache(monkeypatch, tmp_path):
+    from zsvc_pl.model import create_model, tower_choice
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(tower_choice, "candidates", lambda device: ["fp32", "int8"])  # no compiling in the suite
+    bb = load_clip("demo", "demo")
+    figures = tower_choice.measure(bb.model, bb.image_size, torch.device("cpu"), ["fp32", "int8"])
+    assert figures["fp32"]["min_cosine"] == 1.0 and figures["int8"]["min_cosine"] > 0.9
+    auto = create_model("demo", "demo", tower="auto")
+    chosen = json.loads((tmp_path / "zsvc_pl" / "towers.json").read_text())
+    (entry,) = chosen.values()
+    assert set(entry["figures"]) == {"fp32", "int8"} and entry["tower"] in ("fp32", "int8")
+    assert auto.image_variant == ("|int8" if entry["tower"] == "int8" else "")
+    compiled = create_model("demo", "demo", tower="compiled")  # compiled on its first call, not here
+    assert compiled.image_variant == "|compiled" and compiled.feature_identity != auto.feature_identity
+    with pytest.raises(ValueError, match="tower must be one of fp32, compiled, int8, int8-compiled, auto"):
+        create_model("demo", "demo", tower="fast")

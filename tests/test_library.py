@@ -182,8 +182,8 @@ def test_the_command_line_fills_queries_and_reports_damage_in_one_line(videos, t
     monkeypatch.chdir(tmp_path)
     lib = tmp_path / "lib"
     res = subprocess.run([sys.executable, "-m", "zsvc_pl", "index", str(lib), "--videos", str(videos),
-                          "--model.model_name", "demo", "--model.pretrained", "demo"], capture_output=True,
-                         text=True, timeout=300)
+                          "--model.model_name", "demo", "--model.pretrained", "demo", "--model.tower", "fp32"],
+                         capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
     assert "12 added, 0 unchanged, 0 dropped, 1 unreadable" in res.stdout
     assert f"unreadable {videos / 'broken.mp4'}:" in res.stderr
@@ -369,7 +369,8 @@ def test_two_ranks_under_torchrun_fill_one_library_with_each_video_once(filled, 
     folder = tmp_path / "lib"
     run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "-m", "zsvc_pl",
                           "index", str(folder), "--videos", str(videos), "--model.model_name", "demo",
-                          "--model.pretrained", "demo"], capture_output=True, text=True, timeout=300)
+                          "--model.pretrained", "demo", "--model.tower", "fp32"], capture_output=True, text=True,
+                         timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
     assert "12 added, 0 unchanged, 0 dropped, 1 unreadable this run (1 in all) by 2 ranks" in run.stdout
     lib = Library.open(folder)

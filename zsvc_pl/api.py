@@ -59,6 +59,8 @@ class ZeroShotVideoClassifier:
         quantize: int8 image tower on CPU (faster only with ``compile_tower``: ``torch.compile`` of the image tower,
             a one-off compile; see README Speed); token_merging: tokens merged per image-tower block (ToMe, 0: off);
             cache_dir: open_clip's weight cache; device: default cuda if present.
+        tower: ``fp32``, ``compiled``, ``int8``, ``int8-compiled`` or ``auto``: the quickest of them within cosine
+            0.999 of fp32 on this machine (measured on first use, then kept per machine and backbone).
         model: an existing ``VideoTextModel`` to wrap instead of building one (see ``from_checkpoint``).
         labels: labels used when ``classify`` is called without any (a trained run's classes).
         example_weight: how much labels' example clips count against their words (``zsvc_pl.model.examples``).
@@ -70,7 +72,7 @@ class ZeroShotVideoClassifier:
                  num_frames: int = DEFAULT_NUM_FRAMES, sampling: str = "uniform", frame_size: int | None = None,
                  num_workers: int = 2, backend: str = "auto", decode_timeout: float | None = 60.0, seek: str = "exact",
                  feature_cache: str | Path | None = None, quantize: bool = False, token_merging: int = 0,
-                 compile_tower: bool = False,
+                 compile_tower: bool = False, tower: str = "fp32",
                  cache_dir: str | None = None, device: str | torch.device | None = None,
                  model: VideoTextModel | None = None, labels: Sequence[str] | None = None,
                  example_weight: float = DEFAULT_WEIGHT) -> None:
@@ -84,7 +86,7 @@ class ZeroShotVideoClassifier:
         if model is None:
             model = create_model(model_name, pretrained, templates, descriptions, descriptions_mode, temporal,
                                  cache_dir=cache_dir, quantize=quantize, token_merging=token_merging,
-                                 compile_tower=compile_tower)
+                                 compile_tower=compile_tower, tower=tower)
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.model = model.to(device).eval()
         self.num_frames = num_frames

@@ -21,6 +21,7 @@ from zsvc_pl.model.prompts import class_prompts, load_descriptions, load_templat
 from zsvc_pl.model.temporal import TemporalTransformer, build_temporal
 from zsvc_pl.model.text import PromptLearner, encode_prompts
 from zsvc_pl.model.token_merging import apply_token_merging
+from zsvc_pl.model.tower_choice import CHOICES, choose_tower, tower_flags
 from zsvc_pl.model.vision_prompts import VisionPrompts
 
 Label = str | tuple[str, ...]
@@ -209,9 +210,14 @@ def create_model(
     token_merging: int = 0,
     vision_prompts: int = 0,
     compile_tower: bool = False,
+    tower: str = "fp32",
 ) -> VideoTextModel:
     """The one factory: backbone by name and weights, prompts, aggregator, optional CoOp vectors and vision
-    prompts. Settings out of range are refused before any weights load."""
+    prompts. Settings out of range are refused before any weights load. ``tower``: how the frozen image tower
+    runs (``fp32``, ``compiled``, ``int8``, ``int8-compiled``, or ``auto``: the quickest exact-enough one on this
+    machine, ``zsvc_pl.model.tower_choice``); ``quantize`` and ``compile_tower`` are the older spellings."""
+    if tower not in CHOICES:
+        raise ValueError(f"tower must be one of {', '.join(CHOICES)}, got {tower!r}")
     for name, value, low in (("temporal_depth", temporal_depth, 1), ("temporal_heads", temporal_heads, 1),
                              ("max_frames", max_frames, 1), ("n_ctx", n_ctx, 0), ("vision_prompts", vision_prompts, 0)):
         if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= SIZE_LIMITS[name]:
@@ -219,6 +225,11 @@ def create_model(
     if not 0 <= zs_mix <= 1:
         raise ValueError(f"zs_mix (the zero-shot logits' share in evaluation) must be between 0 and 1, got {zs_mix}")
     bb = load_clip(model_name, pretrained, cache_dir)
+    if tower == "auto" and not vision_prompts and not token_merging:
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        tower = choose_tower(bb.model, bb.identity, bb.image_size, device)[0]
+    if tower not in ("auto", "fp32"):
+        quantize, compile_tower = (a or b for a, b in zip((quantize, compile_tower), tower_flags(tower)))
     if vision_prompts and (token_merging or quantize or compile_tower):
         raise ValueError("vision prompts cannot be combined with token merging, int8 quantisation or a compiled "
                          "image tower")

@@ -63,6 +63,8 @@ class VideoClassificationTask(LightningModule):
         quantize: int8 image-tower projections for CPU inference (faster only with ``compile_tower``).
         token_merging: tokens merged per image-tower block (ToMe), 0 for none: faster, slightly different.
         compile_tower: run the image tower through ``torch.compile`` (compiled once per run, then faster).
+        tower: ``fp32``, ``compiled``, ``int8``, ``int8-compiled`` or ``auto`` (the quickest tower within cosine
+            0.999 of fp32 on this machine, measured once and kept; ``zsvc_pl.model.tower_choice``).
         vision_prompts: learnable tokens per image-tower block (VPT-deep), 0 for none; trained through the tower.
         allow_unidentified_checkpoint: load a checkpoint that does not record its backbone (older or foreign
             files) on whatever backbone is configured; off by default, since a wrong backbone gives wrong scores.
@@ -99,6 +101,7 @@ class VideoClassificationTask(LightningModule):
         compile_tower: bool = False,
         vision_prompts: int = 0,
         allow_unidentified_checkpoint: bool = False,
+        tower: str = "fp32",
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
