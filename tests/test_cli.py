@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from tests.conftest import TINY_CONFIG
@@ -141,3 +142,18 @@ def test_the_shipped_predict_config_writes_into_the_run_folder_only(tiny_ckpt, v
     assert list(cwd.iterdir()) == []
     with open(tmp_path / "run" / "predictions.csv", newline="") as f:
         assert len(list(csv.DictReader(f))) == 8
+
+
+@pytest.mark.parametrize("argv, hint", [
+    (["test", "--data.numframes", "4"], "--data.numframes: did you mean --data.num_frames"),
+    (["test", "--data.num_frame", "4"], "--data.num_frame: did you mean --data.num_frames"),  # no abbreviations
+    (["predict", "--model.towr", "auto"], "--model.towr: did you mean --model.tower"),
+    (["search", "lib", "a dog", "--top", "2"], "--top: did you mean --top-k"),
+    (["serve", "lib", "--prot", "1"], "--prot: did you mean --port"),
+])
+def test_a_mistyped_flag_is_one_line_naming_the_closest_flags(argv, hint, tmp_path):
+    res = subprocess.run([sys.executable, "-m", "zsvc_pl", *argv], capture_output=True, text=True, cwd=tmp_path,
+                         timeout=120)
+    assert res.returncode == 2
+    lines = [line for line in res.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "error: unrecognized arguments" in lines[0] and hint in lines[0], res.stderr

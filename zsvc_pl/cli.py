@@ -14,12 +14,14 @@ import sys
 import time
 import warnings
 from pathlib import Path
+from typing import NoReturn
 
 from jsonargparse import set_loader
-from lightning.pytorch.cli import ArgsType, LightningCLI, SaveConfigCallback
+from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI, SaveConfigCallback
 from yaml import YAMLError
 
 from zsvc_pl.data.datamodule import VideoDataModule
+from zsvc_pl.flags import one_line_error, option_strings
 from zsvc_pl.train.callbacks import CheckpointFolderGuard, RunReport
 from zsvc_pl.train.run_card import RunCard
 from zsvc_pl.train.checkpoints import (
@@ -44,6 +46,21 @@ class UsageError(SystemExit):
     def __init__(self, message: str) -> None:
         print(f"zsvc_pl: error: {message}", file=sys.stderr)
         super().__init__(2)
+
+
+class OneLineArgumentParser(LightningArgumentParser):
+    """LightningCLI's parser whose mistakes are one line naming the closest valid flags, and which takes no
+    abbreviated flags (``--data.num_frame`` is refused, not read as ``--data.num_frames``)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs["allow_abbrev"] = False
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str, ex: Exception | None = None) -> NoReturn:
+        if isinstance(ex, (ValueError, FileNotFoundError)) and not str(message).lower().startswith("unrecognized"):
+            message = str(ex) or message
+        one_line_error(f"zsvc {self.prog.split()[-1]}" if " " in self.prog else "zsvc", message,
+                       option_strings(self))
 
 
 class RunConfig(SaveConfigCallback):
@@ -175,6 +192,7 @@ def main(args: ArgsType = None, run: bool = True) -> ZsvcCLI:
             warnings.filterwarnings("ignore", message="LightningCLI's args parameter")  # main(args) is by design
             return ZsvcCLI(VideoClassificationTask, VideoDataModule, seed_everything_default=0,
                            save_config_callback=RunConfig, parser_kwargs={"parser_mode": "zsvc_yaml"}, args=args,
+                           parser_class=OneLineArgumentParser,
                            explicit=explicit, run=run)
     except (ValueError, FileNotFoundError, LabelError, OutputError, BackboneLoadError, BackboneMismatchError,
             CheckpointError, VideoDecodeError, FloatingPointError) as e:

@@ -22,6 +22,8 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
+from zsvc_pl.flags import OneLineParser
+
 VERBS = {"index": "add new and changed videos, drop deleted ones (resumable)",
          "import": "a new library from a zsvc_pl.search index file, without decoding",
          "search": "videos (or --moments) most like a text",
@@ -33,8 +35,7 @@ VERBS = {"index": "add new and changed videos, drop deleted ones (resumable)",
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="zsvc", description="a video library: fill it once, ask it anything",
-                                     allow_abbrev=False)
+    parser = OneLineParser(prog="zsvc", description="a video library: fill it once, ask it anything")
     verbs = parser.add_subparsers(dest="verb", required=True)
 
     def verb(name: str) -> argparse.ArgumentParser:

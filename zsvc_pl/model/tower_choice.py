@@ -111,9 +111,10 @@ def pick(figures: dict[str, dict]) -> str:
     return max(fit, key=lambda t: figures[t]["frames_per_s"], default="fp32")
 
 
-def choose_tower(model: nn.Module, identity: str, image_size: int, device: torch.device) -> tuple[str, dict]:
+def choose_tower(model: nn.Module, identity: str, image_size: int, device: torch.device,
+                 again: bool = False) -> tuple[str, dict]:
     """The tower ``auto`` means for this backbone on this machine, and the figures it was chosen by: from the
-    cache file, or measured now (seconds to a few minutes, once) and kept there."""
+    cache file, or measured now (seconds to a few minutes, once; ``again``: in any case) and kept there."""
     about = {**machine(), "backbone": identity, "device": device.type}
     key = hashlib.sha1(json.dumps(about, sort_keys=True).encode()).hexdigest()[:16]
     path = cache_file()
@@ -122,7 +123,7 @@ def choose_tower(model: nn.Module, identity: str, image_size: int, device: torch
         known = known if isinstance(known, dict) else {}
     except (OSError, ValueError):
         known = {}
-    if isinstance(known.get(key), dict) and known[key].get("tower") in TOWERS:
+    if not again and isinstance(known.get(key), dict) and known[key].get("tower") in TOWERS:
         return known[key]["tower"], known[key]
     figures = measure(model, image_size, device, candidates(device))
     entry = {"tower": pick(figures), "figures": figures, "machine": about,
@@ -137,3 +138,26 @@ def choose_tower(model: nn.Module, identity: str, image_size: int, device: torch
     except OSError:
         pass  # an unwritable cache costs the measurement next time, nothing else
     return entry["tower"], entry
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m zsvc_pl.model.tower_choice --model ViT-B-32 --pretrained none``: what ``auto`` picks here, and
+    the figures it picked by (measured now unless kept; ``--again`` measures anyway)."""
+    import argparse
+
+    from zsvc_pl.model.backbone import load_clip
+
+    parser = argparse.ArgumentParser(description="what tower=auto picks on this machine", allow_abbrev=False)
+    parser.add_argument("--model", default="ViT-B-32")
+    parser.add_argument("--pretrained", default="none", help="weights do not change speed: none is random")
+    parser.add_argument("--again", action="store_true", help="measure even when a choice is kept")
+    args = parser.parse_args(argv)
+    bb = load_clip(args.model, args.pretrained)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    start = time.perf_counter()
+    tower, entry = choose_tower(bb.model, bb.identity, bb.image_size, device, again=args.again)
+    print(json.dumps({**entry, "seconds": round(time.perf_counter() - start, 1)}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

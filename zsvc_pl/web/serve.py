@@ -9,13 +9,13 @@ traceback.
 
 from __future__ import annotations
 
-import argparse
 import getpass
 import ipaddress
 import os
 import socket
 import threading
 
+from zsvc_pl.flags import OneLineParser
 from zsvc_pl.library.library import Library
 from zsvc_pl.web.app import create_app
 
@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     """``zsvc serve``: 0 after Ctrl+C; exit 2 with one line on a mistake."""
     from zsvc_pl.library.store import LibraryError
 
-    parser = argparse.ArgumentParser(prog="zsvc serve", description="the library's web page", allow_abbrev=False)
+    parser = OneLineParser(prog="zsvc serve", description="the library's web page")
     parser.add_argument("library", help="the library folder (`zsvc index LIB --videos DIR` fills one)")
     parser.add_argument("--host", default="127.0.0.1", help="127.0.0.1 (default): this machine only")
     parser.add_argument("--port", type=int, default=8765, help="0: any free port")
