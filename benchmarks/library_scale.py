@@ -9,7 +9,7 @@ video library's (``vector_search.library``: clusters of scenes in a low-dimensio
 the text side (query and label vectors). Per size it prints: bytes on disk, the time to fill the library
 (what a rebuild costs) and to build its indexes, the time to add 1,000 videos to the full library (commit plus
 folding them into the indexes), search latency p50/p99 exact and with the vector index and the index's
-recall@10 against exact search, moments latency p50/p99, re-tagging every video against 100 labels, and the
+recall@10 against exact search, moments latency p50/p99 (and the videos they name against exact search), re-tagging every video against 100 labels, and the
 peak memory of a separate query process (20 searches and 20 moment queries) beside its memory after imports;
 and the same figures for today's ``.idx`` file (``zsvc_pl.search.VideoIndex``) where it still runs (up to
 ``--idx-max`` videos). ``--long N`` adds N one-hour videos at one frame every 2 s (1,800 frames each).
@@ -138,7 +138,7 @@ def run_size(n: int, args, out: Path, long_videos: int = 0) -> dict:
     exact_found, t = timed(lambda q: lib.search(q, 10), queries)
     result["search_exact"] = percentiles(t)
     truth = [set(np.argsort(-(vectors @ q))[:10].tolist()) for q in queries]
-    _, t = timed(lambda q: lib.moments(q, 10), queries[:20])
+    exact_moments, t = timed(lambda q: lib.moments(q, 10), queries[:20])
     result["moments_exact"] = percentiles(t)
     print(f"{n}: filled in {fill_s:.0f} s, queried exactly; building indexes", file=sys.stderr, flush=True)
     start = time.perf_counter()
@@ -152,8 +152,10 @@ def run_size(n: int, args, out: Path, long_videos: int = 0) -> dict:
         result["search_indexed" + key] = percentiles(t)
         result["recall_at_10" + key] = round(float(np.mean([len({index_of[h.path] for h in hits} & tr) / 10
                                                             for hits, tr in zip(found, truth)])), 3)
-    _, t = timed(lambda q: lib.moments(q, 10), queries[:20])
+    found, t = timed(lambda q: lib.moments(q, 10), queries[:20])
     result["moments_indexed"] = percentiles(t)
+    result["moments_recall_at_10"] = round(float(np.mean([len({m.path for m in a} & {m.path for m in b}) / 10
+                                                          for a, b in zip(found, exact_moments)])), 3)
     result["bytes_on_disk"] = size_of(folder)
     if not long_videos:
         paths, v, f = videos_and_frames(1000, dim, frames, rng, basis, n)

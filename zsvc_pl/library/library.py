@@ -418,13 +418,14 @@ class Library:
         half a frame step (as ``zsvc_pl.search`` defines it)."""
         _check_k(top_k)
         text = self._text(query)
-        limit, best = top_k * 16, []
-        while True:  # the nearest segments, until they name top_k videos (or all there are)
-            found = self._nearest("segments", text, limit, None)
-            best = list(dict.fromkeys(found["path"].to_pylist()))[:top_k]
-            if len(best) >= top_k or found.num_rows < limit:
+        best: list[str] = []
+        while len(best) < top_k:  # the nearest segments of videos not named yet, until top_k videos are named
+            limit = (top_k - len(best)) * 16  # a long video has hundreds of segments near each other: a wider
+            where = ("path NOT IN (" + ", ".join(map(quote, best)) + ")") if best else None  # net would be slow
+            found = self._nearest("segments", text, limit, where)
+            best += list(dict.fromkeys(found["path"].to_pylist()))[: top_k - len(best)]
+            if found.num_rows < limit:
                 break
-            limit *= 4
         if not best:
             return []
         among = "path IN (" + ", ".join(map(quote, best)) + ")"
