@@ -157,3 +157,40 @@ def test_a_mistyped_flag_is_one_line_naming_the_closest_flags(argv, hint, tmp_pa
     assert res.returncode == 2
     lines = [line for line in res.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "error: unrecognized arguments" in lines[0] and hint in lines[0], res.stderr
+
+
+def test_ctrl_c_ends_in_one_line_saying_how_to_go_on_and_exit_130(tiny_ckpt, video_root, tmp_path, monkeypatch,
+                                                                   capsys):
+    from zsvc_pl.train.task import VideoClassificationTask
+
+    out = tmp_path / "pred.jsonl"
+    argv = ["predict", "--model.model_name", str(TINY_CONFIG), "--model.pretrained", tiny_ckpt,
+            "--data.predict_root", str(video_root / "test"), "--data.class_names", '["jump", "run", "swim"]',
+            "--data.frame_size", "32", "--data.num_frames", "4", "--data.num_workers", "0", "--data.batch_size", "2",
+            "--predictions.output", str(out), "--trainer.logger", "false", "--trainer.default_root_dir",
+            str(tmp_path)]
+    real, calls = VideoClassificationTask.predict_step, []
+
+    def ctrl_c_on_the_third_batch(self, batch, *a, **k):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(self, batch, *a, **k)
+
+    monkeypatch.setattr(VideoClassificationTask, "predict_step", ctrl_c_on_the_third_batch)
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    assert stop.value.code == 130
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert err[-1] == "zsvc predict: interrupted; rerun the same command to resume (finished videos are kept)"
+    assert not any("Detected KeyboardInterrupt" in line for line in err)
+    monkeypatch.setattr(VideoClassificationTask, "predict_step", real)
+    main(argv)  # the rerun resumes
+    assert len(out.read_text().splitlines()) == 8
+    monkeypatch.setattr(VideoClassificationTask, "training_step", lambda *a, **k: (_ for _ in ()).throw(
+        KeyboardInterrupt))
+    with pytest.raises(SystemExit) as stop:
+        main(args("fit", tiny_ckpt, video_root, tmp_path / "fit", "--model.n_ctx", "2"))
+    assert stop.value.code == 130
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "zsvc fit: interrupted; no checkpoint was written yet: rerun to start again")

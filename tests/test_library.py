@@ -397,3 +397,27 @@ def test_a_library_reopened_rebuilds_the_model_with_its_sampling(demo_model, vid
     again = Library.open(tmp_path / "lib")
     assert again.model.reader().sampling_key == model.reader().sampling_key  # was refused as another sampling
     assert "seek=keyframe" in again.status()["sampling"] and again.search("a photo of a red circle", top_k=1)
+
+
+def test_ctrl_c_during_index_says_how_to_resume_and_the_rerun_keeps_what_was_committed(videos, tmp_path, monkeypatch,
+                                                                                       capsys):
+    from zsvc_pl.library.cli import main as zsvc_main
+
+    monkeypatch.setattr(library_module, "INDEX_CHUNK", 4)
+    real_add, calls = Store.add, []
+
+    def add_then_ctrl_c(self, rows, vectors, segments):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        real_add(self, rows, vectors, segments)
+
+    monkeypatch.setattr(Store, "add", add_then_ctrl_c)
+    argv = ["index", str(tmp_path / "lib"), "--videos", str(videos), "--model.model_name", "demo",
+            "--model.pretrained", "demo", "--model.tower", "fp32", "--data.batch_size", "4"]
+    assert zsvc_main(argv) == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == "zsvc index: interrupted; rerun the same command to resume (the videos committed so far are kept)"
+    monkeypatch.setattr(Store, "add", real_add)
+    assert zsvc_main(argv) == 0
+    assert "9 added, 4 unchanged, 0 dropped, 0 unreadable this run (1 in all)" in capsys.readouterr().out

@@ -10,6 +10,7 @@ from __future__ import annotations
 import inspect
 import logging
 import os
+import signal
 import sys
 import time
 import warnings
@@ -22,7 +23,7 @@ from yaml import YAMLError
 
 from zsvc_pl.data.datamodule import VideoDataModule
 from zsvc_pl.flags import one_line_error, option_strings
-from zsvc_pl.train.callbacks import CheckpointFolderGuard, RunReport
+from zsvc_pl.train.callbacks import INTERRUPTED, CheckpointFolderGuard, RunReport
 from zsvc_pl.train.run_card import RunCard
 from zsvc_pl.train.checkpoints import (
     MOVED_HPARAMS,
@@ -37,7 +38,8 @@ from zsvc_pl.yaml_files import YamlFileError, loads, read_yaml
 
 set_loader("zsvc_yaml", loads, exceptions=(YAMLError,))  # configs and flag values: safe YAML without aliases
 _LINKED = {"class_names", "base_classes"}  # set from the data module, never from a checkpoint or a flag
-_NOISE = ("GPU available", "TPU available", "HPU available", "💡 Tip", "You are using a CUDA device")
+_NOISE = ("GPU available", "TPU available", "HPU available", "💡 Tip", "You are using a CUDA device",
+          "\nDetected KeyboardInterrupt")
 
 
 class UsageError(SystemExit):
@@ -190,10 +192,17 @@ def main(args: ArgsType = None, run: bool = True) -> ZsvcCLI:
             warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"(?!zsvc_pl)")
             warnings.filterwarnings("ignore", category=FutureWarning, module=r"(?!zsvc_pl)")
             warnings.filterwarnings("ignore", message="LightningCLI's args parameter")  # main(args) is by design
+            INTERRUPTED.clear()
             return ZsvcCLI(VideoClassificationTask, VideoDataModule, seed_everything_default=0,
                            save_config_callback=RunConfig, parser_kwargs={"parser_mode": "zsvc_yaml"}, args=args,
                            parser_class=OneLineArgumentParser,
                            explicit=explicit, run=run)
+    except SystemExit as e:  # Lightning ends a run stopped by Ctrl-C with exit(1), after its callbacks ran
+        if e.code != 1 or not INTERRUPTED or debug:
+            raise
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # Lightning ignores Ctrl-C from then on
+        print(f"zsvc {INTERRUPTED['stage']}: interrupted; {INTERRUPTED['how']}", file=sys.stderr)
+        raise SystemExit(130) from None
     except (ValueError, FileNotFoundError, LabelError, OutputError, BackboneLoadError, BackboneMismatchError,
             CheckpointError, VideoDecodeError, FloatingPointError) as e:
         if debug:

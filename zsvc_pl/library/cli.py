@@ -90,7 +90,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run one verb; 0 on success, 1 when moderation found unreadable videos, exit 2 with one line on a mistake."""
+    """Run one verb; 0 on success, 1 when moderation found unreadable videos, exit 2 with one line on a mistake,
+    130 after Ctrl-C (``index``: with how to resume)."""
     from zsvc_pl.data.outputs import OutputError
     from zsvc_pl.labels import LabelError
 
@@ -101,6 +102,13 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # the reader stopped early (`| head`): not an error
         sys.stderr.close()
         return 0
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        resume = ("; rerun the same command to resume (the videos committed so far are kept)"
+                  if args.verb == "index" else "")
+        print(f"zsvc {args.verb}: interrupted{resume}", file=sys.stderr)
+        return 130
     except (ValueError, FileNotFoundError, LabelError, OutputError, RuntimeError) as e:
         if args.debug:
             raise

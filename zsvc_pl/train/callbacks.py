@@ -45,11 +45,29 @@ class NothingReadError(ValueError):
     """A stage that could read none of its videos: there is no result to report, so the run fails."""
 
 
+INTERRUPTED: dict[str, str] = {}  # set when Ctrl-C stopped a stage: what to tell the user (``zsvc_pl.cli``)
+
+
 class RunReport(Callback):
-    """Times each stage and reports unreadable videos: a summary line and ``errors.csv`` in the run folder."""
+    """Times each stage and reports unreadable videos: a summary line and ``errors.csv`` in the run folder; on
+    Ctrl-C, notes how the run can go on (``INTERRUPTED``)."""
 
     def __init__(self) -> None:
         self._start: dict[str, float] = {}
+
+    def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
+        if not isinstance(exception, KeyboardInterrupt):
+            return
+        stage = getattr(trainer.state.fn, "value", str(trainer.state.fn))
+        last = run_dir(trainer) / "checkpoints" / "last.ckpt"
+        if stage == "fit":
+            how = (f"resume with --ckpt_path {last}" if last.is_file()
+                   else "no checkpoint was written yet: rerun to start again")
+        elif stage == "predict":
+            how = "rerun the same command to resume (finished videos are kept)"
+        else:
+            how = "rerun the same command to evaluate again"
+        INTERRUPTED.update(stage=stage, how=how)
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         if dist.is_available() and dist.is_initialized():  # every rank, registered once
