@@ -143,8 +143,9 @@ class Library:
         if self._model is None:
             s = self.store.settings
             key = dict(part.split("=", 1) for part in s["sampling"].split(",")[1:] if "=" in part)
+            size = int(key["size"]) if "size" in key else None
             self._model = ZeroShotVideoClassifier(s["model_name"], s["pretrained"], num_frames=s["num_frames"],
-                                                  sampling=s["sampling"].split(",")[0], frame_size=int(key["size"]) if "size" in key else None,
+                                                  sampling=s["sampling"].split(",")[0], frame_size=size,
                                                   backend=key.get("backend", "auto"), seek=key.get("seek", "exact"))
             self._check(self._model)
         return self._model
