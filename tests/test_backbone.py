@@ -155,3 +155,48 @@ def test_a_hub_tokenizer_offline_fails_in_one_line_and_loads_from_a_local_folder
     tokens = model.tokenizer(["a red circle", "a blue square"])
     assert tokens.shape == (2, 16) and tokens[0, :3].tolist() == [2, 5, 6] and tokens[1, :3].tolist() == [2, 7, 8]
     assert model.text_features(["a red circle", "a blue square"]).shape == (2, 32)
+
+
+@pytest.fixture(scope="module")
+def pe_core():
+    """Meta's Perception Encoder, the smallest size, random weights: a ``CustomTextCLIP`` (its text tower is
+    ``model.text``) with open_clip's tokenizer and a 32-token context."""
+    torch.manual_seed(0)
+    return load_clip("PE-Core-T-16-384", "none")
+
+
+def test_coop_prompts_go_through_a_custom_text_tower(pe_core):
+    from zsvc_pl.labels import humanize_label
+    from zsvc_pl.model.text import PromptLearner, encode_prompts
+
+    model = pe_core.model.eval()
+    assert not hasattr(model, "token_embedding") and hasattr(model.text, "token_embedding")
+    labels = ["riding a horse", "playing guitar", "PlayingDaf"]
+    learner = PromptLearner(model, pe_core.tokenizer, ctx_init="a video of")
+    with torch.no_grad():
+        learned = learner(labels)
+        hand = encode_prompts(model, pe_core.tokenizer, [[f"a video of {humanize_label(x)}."] for x in labels])
+    assert learned.shape == (3, model.text.text_projection.shape[1])
+    assert torch.allclose(learned, hand, atol=1e-6)  # before training: exactly the hand-made prompt
+    with pytest.raises(ValueError, match="needs open_clip's own tokenizer"):
+        PromptLearner(model, object())  # SigLIP's Hugging Face tokenizers: one line, not a traceback
+
+
+def test_a_coop_step_on_pe_core_moves_the_context_and_nothing_frozen(pe_core, monkeypatch):
+    from zsvc_pl.model import create_model
+    from zsvc_pl.model import video_text
+
+    monkeypatch.setattr(video_text, "load_clip", lambda *a, **k: pe_core)  # built once for the module
+    names = ["riding a horse", "playing guitar"]
+    model = create_model("PE-Core-T-16-384", "none", n_ctx=4, class_names=names, temporal="transformer")
+    frozen = {k: v.clone() for k, v in pe_core.model.text.state_dict().items()}
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    assert model.prompt_learner.ctx.requires_grad and not any(p.requires_grad for p in pe_core.model.parameters())
+    start = model.prompt_learner.ctx.detach().clone()
+    optimizer = torch.optim.SGD(trainable, lr=1.0)
+    frames = torch.randn(2, 1, 2, pe_core.model.text.text_projection.shape[1])
+    logits = model.video_logits(torch.nn.functional.normalize(frames, dim=-1), model.text_features(names))[:, 0]
+    torch.nn.functional.cross_entropy(logits, torch.tensor([0, 1])).backward()
+    optimizer.step()
+    assert not torch.equal(model.prompt_learner.ctx, start)  # learned
+    assert all(torch.equal(v, pe_core.model.text.state_dict()[k]) for k, v in frozen.items())  # tower untouched

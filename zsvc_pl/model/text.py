@@ -52,8 +52,18 @@ def _warn_truncation(tokenizer, texts: list[str]) -> None:
         )
 
 
+def text_tower(model: nn.Module) -> nn.Module | None:
+    """The module holding the token embedding of an open_clip model's text tower: the model itself (``CLIP``),
+    its ``text`` (``CustomTextCLIP``: PE-Core, SigLIP, EVA, ...), or ``None`` (a tower without one)."""
+    if hasattr(model, "token_embedding"):
+        return model
+    text = getattr(model, "text", None)
+    return text if hasattr(text, "token_embedding") else None
+
+
 class PromptLearner(nn.Module):
-    """CoOp context vectors fed through the frozen text tower (standard open_clip ``CLIP`` models).
+    """CoOp context vectors fed through the frozen text tower (open_clip ``CLIP`` and ``CustomTextCLIP`` models
+    whose tokenizer is open_clip's own: OpenAI CLIP, PE-Core, MetaCLIP, EVA, ...).
 
     The prompt of a class is ``[SOT] ctx_1..ctx_k <class words> [.] [EOT]`` (``class_position="end"``),
     with the class words in the middle or at the front as options. With ``ctx_init`` (e.g. "a video of")
@@ -74,21 +84,26 @@ class PromptLearner(nn.Module):
                  class_names: list[str] | None = None, class_specific: bool = False,
                  class_position: str = "end") -> None:
         super().__init__()
-        if not hasattr(model, "token_embedding"):
-            raise ValueError("prompt learning needs an open_clip CLIP model with its own text tower "
-                             "(token_embedding); this architecture has a custom text tower")
+        tower = text_tower(model)
+        if tower is None:
+            raise ValueError("prompt learning needs an open_clip text tower with a token embedding; this "
+                             "architecture has none (its text tower comes from another library)")
+        if not all(hasattr(tokenizer, a) for a in ("sot_token_id", "eot_token_id", "encode", "context_length")):
+            raise ValueError(f"prompt learning needs open_clip's own tokenizer (start and end tokens); this model "
+                             f"uses {type(tokenizer).__name__} (SigLIP's Hugging Face tokenizers are not supported "
+                             "yet): use hand-made prompts (--model.n_ctx 0)")
         if class_position not in ("end", "middle", "front"):
             raise ValueError(f"class_position must be end, middle or front, got {class_position!r}")
         self._model = [model]  # a list keeps the frozen model out of this module's parameters
         self.tokenizer = tokenizer
         self.class_position = class_position
-        width = model.token_embedding.weight.shape[1]
+        width = tower.token_embedding.weight.shape[1]
         init = None
         if ctx_init:
             ids = tokenizer.encode(ctx_init)
             n_ctx = len(ids)
             with torch.no_grad():
-                init = model.token_embedding.weight[torch.tensor(ids)].clone().float()
+                init = tower.token_embedding.weight[torch.tensor(ids)].clone().float()
         self.n_ctx = n_ctx
         self.class_names = list(class_names or [])
         n_sets = len(self.class_names) if class_specific else 1
@@ -131,7 +146,7 @@ class PromptLearner(nn.Module):
         key = (tuple(labels), str(device))
         if key not in self._emb_cache:  # the embedding table is frozen: look the words up once, not every step
             with torch.no_grad():
-                self._emb_cache[key] = model.token_embedding(ids).float()
+                self._emb_cache[key] = text_tower(model).token_embedding(ids).float()
         emb = self._emb_cache[key]
         if self.class_specific:
             try:
@@ -150,13 +165,24 @@ def needed_length(model: nn.Module, ids: torch.Tensor) -> int:
     standard open_clip CLIP (causal attention, pooled at that token: later positions cannot change the result;
     a 77-token context holding "a video of <label>." needs about 5x fewer), else the whole context."""
     causal = getattr(model, "attn_mask", None) is not None and getattr(model, "text_pool_type", None) == "argmax"
-    return int(ids.argmax(dim=-1).max()) + 1 if causal else ids.shape[1]
+    return int(ids.argmax(dim=-1).max()) + 1 if causal else ids.shape[1]  # a custom tower takes its whole context
 
 
 def encode_embeddings(model: nn.Module, emb: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-    """open_clip ``CLIP.encode_text`` from token embeddings instead of token ids, for ``ids.shape[1]`` positions
-    (callers cut the context to ``needed_length`` once, where the ids are made)."""
+    """open_clip ``encode_text`` from token embeddings instead of token ids, for ``ids.shape[1]`` positions
+    (callers cut the context to ``needed_length`` once, where the ids are made). A ``CustomTextCLIP`` text tower
+    runs its own forward with its token embedding's output replaced by ``emb`` (its masks, pooling and
+    projection are its own)."""
     from open_clip.transformer import text_global_pool
+
+    if not hasattr(model, "token_embedding"):
+        tower = text_tower(model)
+        hook = tower.token_embedding.register_forward_hook(lambda module, args, out: emb.to(out.dtype))
+        try:
+            out = tower(ids)
+        finally:
+            hook.remove()
+        return (out[0] if isinstance(out, tuple) else out).float()
 
     cast = model.transformer.get_cast_dtype()
     length = ids.shape[1]
