@@ -421,3 +421,16 @@ def test_ctrl_c_during_index_says_how_to_resume_and_the_rerun_keeps_what_was_com
     monkeypatch.setattr(Store, "add", real_add)
     assert zsvc_main(argv) == 0
     assert "9 added, 4 unchanged, 0 dropped, 0 unreadable this run (1 in all)" in capsys.readouterr().out
+
+
+def test_index_shows_a_progress_bar_on_a_terminal_and_lines_elsewhere(demo_inline, videos, tmp_path):
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    paths = [str(p) for p in sorted(videos.rglob("*.mp4")) if p.name != "broken.mp4"][:3]
+    terminal, file = Terminal(), io.StringIO()
+    Library.create(tmp_path / "a", "demo", "demo", 8, model=demo_inline).index(paths, log=terminal)
+    Library.create(tmp_path / "b", "demo", "demo", 8, model=demo_inline).index(paths, log=file)
+    assert "index: 100%" in terminal.getvalue() and "3/3" in terminal.getvalue() and "frames/s" in terminal.getvalue()
+    assert file.getvalue().startswith("index: 3/3 videos,") and "\r" not in file.getvalue()

@@ -55,6 +55,16 @@ ROWS_PER_PARTITION, MAX_PARTITIONS = 4096, 256
 FOLD_MIN = 20_000  # rows added since the indexes were built that are searched exactly before they are folded in
 
 
+def _bar(total: int, log: IO[str] | None):
+    """A progress bar (videos, rate, ETA, frames/s) on ``log`` when it is a terminal; ``None`` otherwise, where
+    ``index`` prints a line per commit instead."""
+    if log is None or not getattr(log, "isatty", lambda: False)():
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="video", desc="index", file=log, dynamic_ncols=True, leave=True)
+
+
 @dataclass
 class Hit:
     path: str
@@ -176,6 +186,7 @@ class Library:
                                       batch_size * s["num_frames"], errors)
             start, done, frames, finished = time.perf_counter(), 0, 0, False
             marker = self.store.folder / PENDING
+            bar = _bar(len(todo), log) if ranks.rank == 0 else None
             while True:
                 chunk: list[Encoded] = []
                 while not finished and len(chunk) + len(errors) < INDEX_CHUNK:
@@ -204,9 +215,14 @@ class Library:
                     counts[key] += sum(part[key] for part in parts)
                 done, frames = done + len(paths), frames + sum(part["frames"] for part in parts)
                 if ranks.rank == 0 and paths:
-                    self._progress(len(todo), done, frames, start, log)
+                    self._progress(len(todo), done, frames, start, None if bar else log)
+                if bar is not None:
+                    bar.update(len(paths))
+                    bar.set_postfix_str(f"{frames / max(time.perf_counter() - start, 1e-9):.0f} frames/s")
                 if all(part["finished"] for part in parts):
                     break
+            if bar is not None:
+                bar.close()
             if ranks.rank == 0:
                 self.optimize()
                 progress = json.loads((self.store.folder / PROGRESS).read_text(encoding="utf-8"))
