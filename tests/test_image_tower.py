@@ -123,6 +123,7 @@ def test_auto_measures_once_per_machine_and_measures_again_after_a_change(monkey
         return {"fp32": {"frames_per_s": 10, "min_cosine": 1.0}, "compiled": {"frames_per_s": 30, "min_cosine": 1.0}}
 
     monkeypatch.setattr(tower_choice, "measure", measure)
+    monkeypatch.setattr(tower_choice, "candidates", lambda device: ["fp32", "compiled"])
     model = load_clip("demo", "demo")
     choose = lambda: tower_choice.choose_tower(model.model, model.identity, 64, torch.device("cpu"))[0]  # noqa: E731
     assert choose() == "compiled" and len(calls) == 1
@@ -156,3 +157,14 @@ def test_auto_measures_the_demo_tower_and_the_chosen_tower_keys_the_feature_cach
     assert compiled.image_variant == "|compiled" and compiled.feature_identity != auto.feature_identity
     with pytest.raises(ValueError, match="tower must be one of fp32, compiled, int8, int8-compiled, auto"):
         create_model("demo", "demo", tower="fast")
+
+
+def test_auto_on_a_cpu_without_fast_int8_keeps_fp32_without_timing_anything(monkeypatch, tmp_path):
+    from zsvc_pl.model import tower_choice
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(tower_choice, "int8_matmul_speedup", lambda: 0.05)  # an AVX2-only CPU
+    monkeypatch.setattr(tower_choice, "measure", lambda *a, **k: pytest.fail("nothing to compare"))
+    model = load_clip("demo", "demo")
+    assert tower_choice.choose_tower(model.model, model.identity, 64, torch.device("cpu"))[0] == "fp32"
+    assert tower_choice.candidates(torch.device("cpu")) == ["fp32"]
