@@ -28,7 +28,8 @@ from zsvc_pl.data.sampling import FrameSampler
 
 
 def read_speed(paths: list[str], frames: int, rounds: int) -> dict:
-    readers = {mode: FrameReader(FrameSampler(frames), 224, timeout_s=None, seek=mode) for mode in ("exact", "keyframe")}
+    readers = {mode: FrameReader(FrameSampler(frames), 224, timeout_s=None, seek=mode)
+               for mode in ("exact", "keyframe")}
     cpu = {mode: 0.0 for mode in readers}
     moved, snapped, read = [], 0, 0
     for path in paths:
@@ -72,10 +73,11 @@ def demo_top1(frames: int) -> dict:
             for mode in ("exact", "keyframe"):
                 clf = ZeroShotVideoClassifier("demo", "demo", num_frames=frames, num_workers=0, seek=mode)
                 tops[mode] = clf.probabilities(paths, labels).argmax(1).tolist()
-            out[kind] = {"videos": len(paths),
-                         **{f"top1_{m}": round(sum(a == b for a, b in zip(t, truth)) / len(paths), 4)
-                            for m, t in tops.items()},
-                         "agreement": round(sum(a == b for a, b in zip(tops["exact"], tops["keyframe"])) / len(paths), 4)}
+            def share(a: list, b: list) -> float:
+                return round(sum(x == y for x, y in zip(a, b)) / len(paths), 4)
+
+            out[kind] = {"videos": len(paths), **{f"top1_{m}": share(t, truth) for m, t in tops.items()},
+                         "agreement": share(tops["exact"], tops["keyframe"])}
         return out
 
 

@@ -3,15 +3,15 @@
     python benchmarks/library_scale.py --sizes 10000 100000 [1000000] [--dim 512] [--frames 8] [--long 1000]
         [--rows-per-partition 32768 --max-partitions 256 --nprobes 8 16 32]   # the vector index's settings
 
-Vectors go through the library's own write path (``Store.add``, in commits of 10,000 videos), shaped like a
-video library's (``vector_search.library``: clusters of scenes in a low-dimensional subspace); each video has
-``--frames`` frame vectors around its embedding. No video is decoded and no model is loaded: a stand-in gives
-the text side (query and label vectors). Per size it prints: bytes on disk, the time to fill the library
-(what a rebuild costs) and to build its indexes, the time to add 1,000 videos to the full library (commit plus
-folding them into the indexes), search latency p50/p99 exact and with the vector index and the index's
-recall@10 against exact search, moments latency p50/p99 (and the videos they name against exact search), re-tagging every video against 100 labels, and the
-peak memory of a separate query process (20 searches and 20 moment queries) beside its memory after imports;
-and the same figures for today's ``.idx`` file (``zsvc_pl.search.VideoIndex``) where it still runs (up to
+Vectors go through the library's own write path (``Store.add``, in commits of 10,000 videos), shaped like a video
+library's (``vector_search.library``: clusters of scenes in a low-dimensional subspace); each video has
+``--frames`` frame vectors around its embedding. No video is decoded and no model is loaded: a stand-in gives the
+text side (query and label vectors). Per size it prints: bytes on disk, the time to fill the library (what a
+rebuild costs) and to build its indexes, the time to add 1,000 videos to the full library (commit plus folding them
+into the indexes), search latency p50/p99 exact and with the vector index and the index's recall@10 against exact
+search, moments latency p50/p99 (and the videos they name against exact search), re-tagging every video against 100
+labels, and the peak memory of a separate query process (20 searches and 20 moment queries) beside its memory after
+imports; and the same figures for today's ``.idx`` file (``zsvc_pl.search.VideoIndex``) where it still runs (up to
 ``--idx-max`` videos). ``--long N`` adds N one-hour videos at one frame every 2 s (1,800 frames each).
 """
 

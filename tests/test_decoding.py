@@ -327,7 +327,7 @@ def test_keyframe_seeking_takes_the_nearest_keyframe_in_each_segment_and_decodes
     # keyframes sparser than the samples: the ones without a keyframe in their segment stay exact, none repeats
     dense = FrameReader(FrameSampler(12), 48, backend=backend, seek="keyframe").read(gop_video).indices[0]
     assert dense == [0, 16, 20, 32, 36, 48, 52, 64, 68, 80, 84, 92]
-    assert keyframe.timing(gop_video)[0] == [i / 25 for i in clip.indices[0]]
+    assert keyframe.times(gop_video) == [i / 25 for i in clip.indices[0]]
 
 
 def test_keyframe_reads_decode_a_frame_each(gop_video):

@@ -56,7 +56,7 @@ def no_decoding(monkeypatch):
     monkeypatch.setattr(reader_module, "open_video", refuse)
     monkeypatch.setattr(reader_module.FrameReader, "read", refuse)
     monkeypatch.setattr(reader_module.FrameReader, "times", refuse)
-    monkeypatch.setattr(reader_module.FrameReader, "timing", refuse)
+    monkeypatch.setattr(reader_module.FrameReader, "read_segments", refuse)
     monkeypatch.setattr(thumbnails, "open_video", refuse)  # thumbnail strips are made while indexing
 
 

@@ -150,8 +150,7 @@ class ZeroShotVideoClassifier:
 
     @torch.inference_mode()
     def _frame_batches(self, paths: Sequence[str], batch_size: int, num_clips: int, num_crops: int,
-                       errors: list | None = None,
-                       start_method: str | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+                       errors: list | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Positions in ``paths`` ``[b]`` and their frame features ``[b, V, T, D]``, batch by batch, in order;
         decoding runs in worker processes. A file that cannot be read raises ``VideoDecodeError`` naming it, or
         with ``errors`` given is left out and listed there as ``(path, reason)``."""
@@ -161,7 +160,7 @@ class ZeroShotVideoClassifier:
         if workers and self._all_cached(paths, ds.reader):  # nothing to decode: starting workers costs more
             workers = 0
         # fork where there is one: a worker started by spawn or forkserver imports torch again (seconds per call)
-        context = (start_method or ("fork" if "fork" in mp.get_all_start_methods() else None)) if workers else None
+        context = ("fork" if "fork" in mp.get_all_start_methods() else None) if workers else None
         loader = DataLoader(ds, batch_size=batch_size, num_workers=workers, collate_fn=collate_videos,
                             pin_memory=self.device.type == "cuda", multiprocessing_context=context)
         for batch in loader:
@@ -199,14 +198,11 @@ class ZeroShotVideoClassifier:
 
     @torch.inference_mode()
     def encode_batches(self, paths: Sequence[str | Path], batch_size: int = 8, num_clips: int = 1,
-                       num_crops: int = 1, errors: list | None = None, start_method: str | None = None
+                       num_crops: int = 1, errors: list | None = None
                        ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         """``encode_videos_and_frames`` batch by batch, for callers that store results as they come: positions
-        in ``paths`` ``[b]``, video embeddings ``[b, D]`` and frame features ``[b, T, D]``. ``start_method``: how
-        decoding workers start (default fork where there is one; a process holding threads of its own, such as
-        a database's, should not fork)."""
-        for rows, f in self._frame_batches([str(p) for p in paths], batch_size, num_clips, num_crops, errors,
-                                           start_method):
+        in ``paths`` ``[b]``, video embeddings ``[b, D]`` and frame features ``[b, T, D]``."""
+        for rows, f in self._frame_batches([str(p) for p in paths], batch_size, num_clips, num_crops, errors):
             yield rows, self.model.video_features(f).float().cpu(), F.normalize(f.mean(1), dim=-1).float().cpu()
 
     def label_set(self, labels: LabelsLike | str | Path | None = None) -> tuple[LabelSet, ExampleMemory | None]:

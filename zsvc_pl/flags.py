@@ -40,7 +40,7 @@ def option_strings(parser: argparse.ArgumentParser) -> set[str]:
 def one_line_error(prog: str, message: str, known: Iterable[str]) -> NoReturn:
     """Print ``prog: error: message`` (with suggestions for unknown flags) and exit with status 2."""
     text = " ".join(str(message).split())
-    if "unrecognized arguments" in text.lower() or "unrecognized" in text.lower():
+    if "unrecognized" in text.lower():
         text = suggestions(text, known)
     print(f"{prog}: error: {text}", file=sys.stderr)
     raise SystemExit(2)

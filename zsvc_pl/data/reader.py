@@ -168,12 +168,8 @@ class FrameReader:
     def times(self, path: str) -> list[float]:
         """Seconds of the frames ``read`` samples from the first clip of ``path``, from the container's metadata
         (no decode; adaptive sampling runs its cheap probe pass)."""
-        return self.timing(path)[0]
-
-    def timing(self, path: str) -> tuple[list[float], float]:
-        """``times(path)`` and the video's duration in seconds, from one opening of the file."""
         video = open_video(path, short_side=self.frame_size, backend=self.backend)
-        return [i / video.fps for i in self._sampled(path, video)[0]], video.num_frames / video.fps
+        return [i / video.fps for i in self._sampled(path, video)[0]]
 
     def _adaptive(self, path: str, num_total: int) -> list[int]:
         """Frame indices from a cheap low-resolution probe pass (32 px) over the video."""

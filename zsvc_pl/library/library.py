@@ -178,7 +178,7 @@ class Library:
         stages its rows; rank 0 holds the writer's lock and commits every rank's chunk in one commit."""
         ranks = ranks or Ranks()
         with ExitStack() as held:
-            todo, stamps, counts = ranks.first(lambda: self._plan(source, held))
+            todo, stamps, counts, progress = ranks.first(lambda: self._plan(source, held))
             share = todo[ranks.rank::ranks.world]
             s = self.store.settings
             errors: list[tuple[str, str]] = []
@@ -215,7 +215,7 @@ class Library:
                     counts[key] += sum(part[key] for part in parts)
                 done, frames = done + len(paths), frames + sum(part["frames"] for part in parts)
                 if ranks.rank == 0 and paths:
-                    self._progress(len(todo), done, frames, start, None if bar else log)
+                    self._progress({**progress, "done": done}, frames, start, None if bar else log)
                 if bar is not None:
                     bar.update(len(paths))
                     bar.set_postfix_str(f"{frames / max(time.perf_counter() - start, 1e-9):.0f} frames/s")
@@ -225,14 +225,15 @@ class Library:
                 bar.close()
             if ranks.rank == 0:
                 self.optimize()
-                progress = json.loads((self.store.folder / PROGRESS).read_text(encoding="utf-8"))
-                atomic_write_text(self.store.folder / PROGRESS, json.dumps({**progress, "finished": now()}))
+                atomic_write_text(self.store.folder / PROGRESS,
+                                  json.dumps({**progress, "done": done, "finished": now()}))
             ranks.barrier()
         return counts
 
-    def _plan(self, source: str | Path | Sequence[str], held: ExitStack) -> tuple[list[str], dict, dict]:
+    def _plan(self, source: str | Path | Sequence[str], held: ExitStack) -> tuple[list[str], dict, dict, dict]:
         """Take the writer's lock (held until ``held`` closes), note the sources, drop deleted and changed files
-        and a killed run's half-written chunk; the files to encode, their stamps and the counts so far."""
+        and a killed run's half-written chunk; the files to encode, their stamps, the counts so far and the
+        progress record (written to ``progress.json``)."""
         videos = list_videos(source) if isinstance(source, (str, Path)) else [str(v) for v in source]
         if not videos:
             raise LibraryError(f"no video files under {source}: nothing to index")
@@ -253,9 +254,9 @@ class Library:
         counts = {"kept": len(videos) - len(todo), "added": 0, "unreadable": 0,
                   "dropped": len([p for p in stored if p not in listed])}
         todo = [p for p in todo if stamps[p] is not None]  # gone since it was listed
-        atomic_write_text(self.store.folder / PROGRESS,
-                          json.dumps({"total": len(todo), "started": now(), "finished": None, "done": 0}))
-        return todo, {p: stamps[p] for p in todo}, counts
+        progress = {"total": len(todo), "started": now(), "finished": None, "done": 0}
+        atomic_write_text(self.store.folder / PROGRESS, json.dumps(progress))
+        return todo, {p: stamps[p] for p in todo}, counts, progress
 
     def _rows(self, share: list[str], stamps: dict, chunk: list[Encoded],
               errors: list[tuple[str, str]]) -> tuple[list[dict], np.ndarray, list]:
@@ -269,9 +270,10 @@ class Library:
         vectors = np.stack([e.vector for e in chunk] + [np.zeros(dim)] * len(errors)) if rows else np.zeros((0, dim))
         return rows, vectors, [(share[e.index], e.times, e.features) for e in chunk]
 
-    def _progress(self, total: int, done: int, frames: int, start: float, log: IO[str] | None) -> None:
-        progress = json.loads((self.store.folder / PROGRESS).read_text(encoding="utf-8"))
-        atomic_write_text(self.store.folder / PROGRESS, json.dumps({**progress, "done": done}))
+    def _progress(self, progress: dict, frames: int, start: float, log: IO[str] | None) -> None:
+        """Record a commit in ``progress.json`` (for the web page's status) and, on ``log``, one line."""
+        atomic_write_text(self.store.folder / PROGRESS, json.dumps(progress))
+        total, done = progress["total"], progress["done"]
         if log is not None:
             took = max(time.perf_counter() - start, 1e-9)
             print(f"index: {done}/{total} videos, {frames / took:.1f} frames/s, about "

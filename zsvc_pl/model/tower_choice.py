@@ -2,11 +2,11 @@
 
 The candidates are the ways ``create_model`` can run a frozen image tower (``candidates``): ``fp32``, and on a CPU
 ``int8`` and ``int8-compiled`` (torchao) where int8 matrix products beat fp32 (``int8_matmul_speedup``), on a GPU
-``compiled``; where fp32 is the only one, nothing is timed. Each runs the same fixed input; a candidate whose frame embeddings fall below cosine
-``MIN_COSINE`` of fp32's is never chosen, nor one less than ``MIN_GAIN`` times as fast (timing noise on a busy
-machine must not pick a variant that only rounds differently). The choice and its figures are kept per machine
-(CPU model and instruction sets, GPU, torch version) and backbone in ``$XDG_CACHE_HOME/zsvc_pl/towers.json``,
-so later runs start at once; a new torch or another CPU measures again.
+``compiled``; where fp32 is the only one, nothing is timed. Each runs the same fixed input; a candidate whose frame
+embeddings fall below cosine ``MIN_COSINE`` of fp32's is never chosen, nor one less than ``MIN_GAIN`` times as fast
+(timing noise on a busy machine must not pick a variant that only rounds differently). The choice and its figures
+are kept per machine (CPU model and instruction sets, GPU, torch version) and backbone in
+``$XDG_CACHE_HOME/zsvc_pl/towers.json``, so later runs start at once; a new torch or another CPU measures again.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import hashlib
 import json
 import os
 import platform
-import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -26,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from zsvc_pl.data.outputs import OutputError, atomic_write_text
 from zsvc_pl.model.image_tower import chunk_frames, int8_matmul_speedup, quantize_image_tower
 
 TOWERS = ("fp32", "compiled", "int8", "int8-compiled")
@@ -133,13 +133,10 @@ def choose_tower(model: nn.Module, identity: str, image_size: int, device: torch
     entry = {"tower": pick(figures) if figures else "fp32", "figures": figures, "machine": about,
              "measured": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     known[key] = entry
-    try:  # a temporary file in the same folder, renamed over the old one: a reader never sees half a file
+    try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=".towers.")
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(known, f, indent=1)
-        os.replace(temporary, path)
-    except OSError:
+        atomic_write_text(path, json.dumps(known, indent=1), durable=False)  # never half a file for a reader
+    except (OSError, OutputError):
         pass  # an unwritable cache costs the measurement next time, nothing else
     return entry["tower"], entry
 
